@@ -1,0 +1,96 @@
+"""What we measure: memorization (SPEC 7) and softmax sparsity (SPEC 8, Appendix E).
+
+A generated x is memorized when ||x - NN1||^2 <= c ||x - NN2||^2 with c = 1/9, NN1 and NN2
+its nearest and second-nearest training points (Yoon et al. 2023). The memorization
+ratio is the memorized fraction of B samples, with a Wilson score interval.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import torch
+from torch import Tensor
+
+MEMORIZATION_C = 1 / 9
+"""The ratio c of squared distances in the memorization rule (SPEC 7)."""
+
+
+def nearest_two(x: Tensor, train: Tensor) -> tuple[Tensor, Tensor]:
+    """Squared distances [..., B] of x [..., B, d] to its nearest and second-nearest training point."""
+    if train.shape[0] < 2:
+        raise ValueError(f"the memorization rule needs at least 2 training points, got {train.shape[0]}")
+    sq = torch.cdist(x, train.to(x.dtype)) ** 2                       # [..., B, N]
+    two = sq.topk(2, dim=-1, largest=False).values
+    return two[..., 0], two[..., 1]
+
+
+def memorized(x: Tensor, train: Tensor, c: float = MEMORIZATION_C) -> Tensor:
+    """Bool [..., B]: ||x - NN1||^2 <= c ||x - NN2||^2."""
+    d1, d2 = nearest_two(x, train)
+    return d1 <= c * d2
+
+
+def wilson_interval(k: Tensor, n: int, level: float = 0.95) -> tuple[Tensor, Tensor]:
+    """Wilson score interval (lo, hi) for a binomial proportion k/n, k a tensor of counts."""
+    if not 0 < level < 1:
+        raise ValueError(f"level={level} must lie in (0, 1)")
+    if n < 1:
+        raise ValueError(f"n={n} must be >= 1")
+    zq = NormalDist().inv_cdf(0.5 + level / 2)
+    phat = k.double() / n
+    centre = (phat + zq**2 / (2 * n)) / (1 + zq**2 / n)
+    half = zq / (1 + zq**2 / n) * torch.sqrt(phat * (1 - phat) / n + zq**2 / (4 * n**2))
+    return (centre - half).clamp(0, 1), (centre + half).clamp(0, 1)
+
+
+def memorization_ratio(x: Tensor, train: Tensor, level: float = 0.95) -> tuple[Tensor, Tensor, Tensor]:
+    """(ratio, lo, hi) [...]: memorized fraction of the B samples x [..., B, d] and its interval."""
+    flags = memorized(x, train)
+    k = flags.sum(-1)
+    lo, hi = wilson_interval(k, flags.shape[-1], level)
+    return k.double() / flags.shape[-1], lo, hi
+
+
+def top_gap(v: Tensor) -> Tensor:
+    """gamma [...]: the largest minus the second-largest entry of v [..., n]."""
+    two = v.topk(2, dim=-1).values
+    return two[..., 0] - two[..., 1]
+
+
+def set_gap(v: Tensor, S: Tensor) -> Tensor:
+    """gamma_S [...]: max of v over S minus max over its complement; S [..., n] bool."""
+    inf = torch.tensor(float("inf"), dtype=v.dtype)
+    return v.masked_fill(~S, -inf).amax(-1) - v.masked_fill(S, -inf).amax(-1)
+
+
+def _norm(u: Tensor, p: float) -> Tensor:
+    if not p >= 1:
+        raise ValueError(f"p={p} must be >= 1 (math.inf allowed)")
+    return torch.linalg.vector_norm(u, ord=p, dim=-1)
+
+
+def softmax_deviation(v: Tensor, T: float, p: float) -> Tensor:
+    """||softmax(v/T) - e_k||_p [...], k the argmax of v [..., n] (Lemma D.1's left side)."""
+    s = torch.softmax(v / T, dim=-1)
+    e = torch.nn.functional.one_hot(v.argmax(-1), v.shape[-1]).to(s.dtype)
+    return _norm(s - e, p)
+
+
+def set_deviation(v: Tensor, S: Tensor, T: float, p: float) -> Tensor:
+    """||softmax(v/T) - softmax(v/T restricted to S)||_p [...] (Lemma D.2's left side)."""
+    s = torch.softmax(v / T, dim=-1)
+    q = torch.softmax((v / T).masked_fill(~S, float("-inf")), dim=-1)
+    return _norm(s - q, p)
+
+
+def top_mass(p: Tensor) -> Tensor:
+    """The largest probability [...] of a distribution p [..., n]."""
+    return p.amax(-1)
+
+
+def effective_number(p: Tensor) -> Tensor:
+    """exp(entropy) [...] of p [..., n]: 1 for a one-hot p, n for the uniform one."""
+    ent = -torch.where(p > 0, p * torch.log(p), torch.zeros_like(p)).sum(-1)
+    return torch.exp(ent)
