@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot
 import pandas as pd
 import seaborn as sns
 
@@ -72,3 +73,12 @@ def save_figure(fig, fig_id: str, data: pd.DataFrame, params: dict, outdir: str 
     record = {"id": fig_id, "params": params, **provenance(), "files": {k: p.name for k, p in paths.items()}}
     paths["json"].write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return paths
+
+
+def publish(fig, fig_id: str, data: pd.DataFrame, params: dict, outdir: str | Path = "figures") -> None:
+    """save_figure, then glue the figure under its id for a `{glue:figure}` in the chapter."""
+    from myst_nb import glue
+
+    save_figure(fig, fig_id, data, params, outdir)
+    glue(fig_id, fig, display=False)
+    matplotlib.pyplot.close(fig)
