@@ -29,7 +29,7 @@ var_star: float = 1.0  # component variance sigma*^2 of the data (paper: 1)
 seed: int = 0  # seed of the data draw; the Monte Carlo noise uses seed + 1
 n_noise: int = 100  # noise draws per training point and time in Monte Carlo losses (paper's N_dup: 100)
 n_samples: int = 200  # DDIM samples per denoiser for memorization ratios (paper: 50)
-n_capacities: int = 20  # number of capacities M on the grid M = N/n, 2N/n, ..., N
+n_capacities: int = 20  # number of capacities on the grid N/n, 2N/n, ..., N
 
 # %%
 import pandas as pd

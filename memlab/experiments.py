@@ -1,0 +1,166 @@
+"""Profiles, the two-stage capacity grid, and resumable sweeps over the results store (SPEC 6).
+
+A sweep trains the models it does not find in the store (all capacities of a seed at once,
+checkpointing as it goes), evaluates them, and stores one entry per model. Because models
+never interact and each model's initialisation and noise depend only on (seed, M), an entry
+is the same whichever other models it was trained with; so a sweep that stops keeps every
+finished model, and a resumed one trains only what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from memlab.evaluate import EvalSpec, evaluate
+from memlab.gmm import Problem, make_problem
+from memlab.store import Store, code_version, make_key
+from memlab.train import Protocol, TrainState, init_state, train
+
+MEMORIZES = 0.5
+"""A model memorizes when its memorization ratio is >= 1/2; M_pt is the first such M (SPEC 7)."""
+BAND = (0.1, 0.9)
+"""The transition starts where the ratio first reaches 0.1 and ends where it reaches 0.9 (SPEC 6)."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The data: N samples of a K-component mixture in dimension d (SPEC 2)."""
+
+    N: int = 200       # training samples (paper's main setting: 200)
+    d: int = 50        # dimension (paper: 50)
+    K: int = 12        # true components (paper: 12)
+    var: float = 1.0   # sigma*^2 (paper: 1)
+
+    def problem(self, seed: int) -> Problem:
+        """The data of seed `seed` (means, training and held-out sets)."""
+        return make_problem(self.N, self.d, self.K, torch.Generator().manual_seed(seed), var=self.var)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named choice of setting, protocol, seeds and evaluation, saved with every figure."""
+
+    name: str
+    setting: Setting
+    protocol: Protocol
+    seeds: tuple[int, ...]
+    evaluation: EvalSpec = field(default_factory=EvalSpec)
+    refine: int = 10                  # extra capacities inside the transition band (SPEC 6: about 10)
+    checkpoint_every: int = 2_000     # steps between checkpoints (our choice)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile("paper", Setting(200, 50, 12), Protocol(), seeds=(0, 1, 2)),
+    # The cheapest protocol that still shows the transition: chosen by measurement in the
+    # phase-transition chapter (its section "The ci profile"), against the paper protocol
+    # on the same small setting.
+    # The paper's protocol on the ci profile's small setting: the reference the ci protocol must match.
+    "paper_small": Profile("paper_small", Setting(50, 30, 3), Protocol(), seeds=(0, 1, 2)),
+    "ci": Profile("ci", Setting(50, 30, 3), Protocol(steps=3_000, n_dup=10, peak_lr=1e-2), seeds=(0, 1, 2),
+                  checkpoint_every=1_000),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"profile={name!r} must be one of {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+def coarse_grid(N: int, n: int = 10) -> list[int]:
+    """M = N/n, 2N/n, ..., N (rounded, distinct)."""
+    return sorted({max(1, round(N * j / n)) for j in range(1, n + 1)})
+
+
+def transition_band(Ms: Sequence[int], ratios: Sequence[float]) -> tuple[int, int]:
+    """(start, end) of the transition on a coarse grid (SPEC 6).
+
+    start: the last M with ratio < 0.1 before the first M with ratio >= 0.1 (0 if the first M
+    already reaches it); end: the first M with ratio >= 0.9 after one below 0.9 (the largest
+    M if none reaches it).
+    """
+    lo, hi = BAND
+    first_up = next((i for i, r in enumerate(ratios) if r >= lo), len(Ms) - 1)
+    start = Ms[first_up - 1] if first_up > 0 else 0
+    end = next((Ms[i] for i in range(first_up, len(Ms)) if ratios[i] >= hi), Ms[-1])
+    return start, end
+
+
+def refine_grid(start: int, end: int, exclude: Sequence[int], n: int = 10) -> list[int]:
+    """About n capacities evenly spaced strictly inside (start, end), none of them in exclude."""
+    inside = np.linspace(start, end, n + 2)[1:-1]
+    return sorted({int(round(m)) for m in inside} - set(exclude) - {start, end})
+
+
+def first_memorizing(Ms: Sequence[int], ratios: Sequence[float]) -> int | None:
+    """M_pt: the first M whose memorization ratio is >= 1/2, or None."""
+    return next((M for M, r in sorted(zip(Ms, ratios)) if r >= MEMORIZES), None)
+
+
+def model_spec(profile: Profile, seed: int, M: int) -> dict:
+    """Everything that determines one trained model's entry; its hash is the entry's key."""
+    return {"setting": asdict(profile.setting), "seed": seed, "M": M, "protocol": profile.protocol.to_dict(),
+            "evaluation": profile.evaluation.to_dict(), "code": code_version()}
+
+
+def _state_arrays(state: TrainState) -> dict[str, np.ndarray]:
+    arrays = {k: v.numpy() for k, v in state.tensors().items()}
+    arrays["losses"] = np.asarray(state.losses, dtype=np.float64).reshape(-1, len(state.Ms))
+    return arrays
+
+
+def _state_from(record: dict, arrays: dict[str, np.ndarray]) -> TrainState:
+    tensors = {k: torch.from_numpy(arrays[k].copy()) for k in ("means", "scale", "m_means", "v_means", "e_means",
+                                                                  "m_scale", "v_scale", "e_scale")}
+    return TrainState(record["Ms"], **tensors, step=record["step"], losses=arrays["losses"].tolist(),
+                      seconds=record["seconds"])
+
+
+def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, progress: bool = True,
+               problem: Problem | None = None) -> list[dict]:
+    """Records of the models (profile, seed, M) for M in Ms: from the store, training what is missing."""
+    problem = profile.setting.problem(seed) if problem is None else problem
+    keys = {M: make_key(model_spec(profile, seed, M)) for M in Ms}
+    found = {M: store.get(keys[M]) for M in Ms}
+    todo = [M for M in Ms if found[M] is None]
+    if todo:
+        group = make_key({"group": [model_spec(profile, seed, M) for M in todo]})
+        resume = store.get(group, ".ckpt")
+        state = _state_from(*resume) if resume else init_state(problem, todo, profile.protocol, seed)
+        while state.step < profile.protocol.steps:
+            train(problem, state, profile.protocol, seed, until=state.step + profile.checkpoint_every,
+                  progress=progress)
+            if state.step < profile.protocol.steps:
+                store.put(group, {"Ms": state.Ms, "step": state.step, "seconds": state.seconds},
+                          _state_arrays(state), kind=".ckpt")
+        losses = np.asarray(state.losses).reshape(-1, len(todo))
+        for r, record in enumerate(evaluate(state.gmm(), problem, profile.evaluation, seed)):
+            M = todo[r]
+            record.update(spec=model_spec(profile, seed, M), profile=profile.name,
+                          group_Ms=todo, group_seconds=state.seconds, loss_curve=losses[:, r].tolist())
+            store.put(keys[M], record, {"means": state.means[r, :M].float().numpy(),
+                                        "scale": state.scale[r:r + 1].float().numpy()})
+            found[M] = store.get(keys[M])
+        store.drop(group, ".ckpt")
+    return [found[M][0] for M in Ms]
+
+
+def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True) -> dict:
+    """The two-stage grid for one seed: coarse grid, transition band, refinement, M_pt."""
+    problem = profile.setting.problem(seed)
+    coarse = coarse_grid(profile.setting.N)
+    coarse_records = run_models(profile, seed, coarse, store, progress, problem)
+    ratios = [r["memorization"] for r in coarse_records]
+    start, end = transition_band(coarse, ratios)
+    fine = refine_grid(start, end, coarse, profile.refine)
+    fine_records = run_models(profile, seed, fine, store, progress, problem) if fine else []
+    records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
+    return {"seed": seed, "band": (start, end), "records": records,
+            "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}

@@ -1,0 +1,133 @@
+"""The results store: one entry per trained model, under a key derived from all that determines it.
+
+An entry is `<key>.json` (the spec that made it, its evaluation, timing, and the sha256 of
+its arrays) plus `<key>.npz` (float32 arrays: the final parameters). Writes are atomic
+(temporary file, fsync, rename; the JSON last, so it marks a complete entry). Reading
+checks the JSON parses, names its own key, and that the arrays match their recorded hash;
+a corrupt or partial entry is reported, moved aside as `<name>.corrupt` and treated as
+missing, so it is recomputed and never silently reused.
+
+A checkpoint (`<key>.ckpt.npz` + `.ckpt.json`) holds a run in progress, so sweeps resume
+mid-training across sessions.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+CODE_MODULES = ("schedule", "gmm", "denoisers", "loss", "sampling", "metrics", "train", "evaluate")
+"""The modules whose code determines a stored result; their code (not their comments or
+docstrings) enters every key, so changed code never reuses old results."""
+
+
+def _code_fingerprint(source: str) -> str:
+    """The module's syntax tree without docstrings: edits to prose do not change it."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
+def code_version() -> str:
+    """sha256 (16 hex digits) over the code of CODE_MODULES."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in CODE_MODULES:
+        h.update(name.encode())
+        h.update(_code_fingerprint((here / f"{name}.py").read_text()).encode())
+    return h.hexdigest()[:16]
+
+
+def make_key(spec: dict) -> str:
+    """The key of a spec: sha256 (24 hex digits) of its canonical JSON."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:24]
+
+
+class CorruptEntry(RuntimeError):
+    """A stored file that cannot be trusted."""
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Store:
+    """A folder of entries; `get` returns None for a missing or corrupt entry."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def _paths(self, key: str, kind: str = "") -> tuple[Path, Path]:
+        return self.root / f"{key}{kind}.json", self.root / f"{key}{kind}.npz"
+
+    def put(self, key: str, record: dict, arrays: dict[str, np.ndarray] | None = None, kind: str = "") -> None:
+        """Write an entry atomically: arrays first, then the JSON that names their hash."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        meta_path, npz_path = self._paths(key, kind)
+        blob = _npz_bytes({k: np.asarray(v) for k, v in (arrays or {}).items()})
+        _atomic_write(npz_path, blob)
+        record = {**record, "key": key, "arrays_sha256": _sha(blob)}
+        _atomic_write(meta_path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+
+    def _read(self, key: str, kind: str) -> tuple[dict, dict[str, np.ndarray]]:
+        meta_path, npz_path = self._paths(key, kind)
+        try:
+            record = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CorruptEntry(f"{meta_path}: not valid JSON ({err})") from err
+        if not isinstance(record, dict) or record.get("key") != key:
+            raise CorruptEntry(f"{meta_path}: does not name its own key {key}")
+        try:
+            blob = npz_path.read_bytes()
+        except FileNotFoundError as err:
+            raise CorruptEntry(f"{npz_path}: missing (a partial entry)") from err
+        if _sha(blob) != record.get("arrays_sha256"):
+            raise CorruptEntry(f"{npz_path}: contents do not match the hash recorded in {meta_path.name}")
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        return record, arrays
+
+    def get(self, key: str, kind: str = "") -> tuple[dict, dict[str, np.ndarray]] | None:
+        """(record, arrays) of a complete entry; None if missing; a corrupt one is reported,
+        moved aside and reported missing."""
+        meta_path, npz_path = self._paths(key, kind)
+        if not meta_path.exists():
+            return None
+        try:
+            return self._read(key, kind)
+        except CorruptEntry as err:
+            warnings.warn(f"corrupt stored result, moved aside and recomputed: {err}", stacklevel=2)
+            for path in (meta_path, npz_path):
+                if path.exists():
+                    os.replace(path, path.with_name(path.name + ".corrupt"))
+            return None
+
+    def drop(self, key: str, kind: str = "") -> None:
+        for path in self._paths(key, kind):
+            path.unlink(missing_ok=True)

@@ -1,0 +1,48 @@
+"""Command line: run a profile's phase-transition sweep into the results store, resumably.
+
+    python -m memlab.sweep --profile paper --seeds 0 1 2 [--store results] [--threads N]
+
+Interrupt it at any time: finished models are stored, the models in training are
+checkpointed every `checkpoint_every` steps, and the next run picks up from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from memlab.experiments import PROFILES, get_profile, phase_transition
+from memlab.store import Store
+
+STORE = Path(__file__).resolve().parent.parent / "results"
+"""The committed results store, one folder per profile."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
+    parser.add_argument("--seeds", type=int, nargs="*", help="default: the profile's seeds")
+    parser.add_argument("--store", type=Path, default=STORE)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads={args.threads} must be >= 1")
+        torch.set_num_threads(args.threads)
+    profile = get_profile(args.profile)
+    store = Store(args.store / profile.name)
+    for seed in (profile.seeds if args.seeds is None else args.seeds):
+        start = time.perf_counter()
+        result = phase_transition(profile, seed, store)
+        curve = " ".join(f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
+        print(f"profile={profile.name} seed={seed} M_pt={result['M_pt']} band={result['band']} "
+              f"({time.perf_counter() - start:.0f} s)\n  M:ratio {curve}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Tests of the book driver (memlab.book): build keys, parameter checks, staleness and failures.
+
+Every test builds a throwaway book under tmp_path; none touches the real book/. Two tests
+execute a real two-cell notebook on the python3 kernel (about a second each); the others
+replace the execution by a fake that records what would run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pytest
+
+from memlab import book
+
+PARAMETERS_CELL = """# %% tags=["parameters"]
+n: int = 3  # how many things
+scale: float = 1.0  # a factor
+"""
+
+
+def make_book(tmp_path, body="print(n * scale)", chapters=("chap",)) -> book.BookPaths:
+    """A book under tmp_path whose chapters have the parameters cell above and ``body``."""
+    paths = book.BookPaths(
+        root=tmp_path,
+        notebooks=tmp_path / "notebooks",
+        chapters=tmp_path / "book" / "chapters",
+        package=tmp_path / "pkg",
+        lock=tmp_path / "requirements.lock",
+    )
+    paths.notebooks.mkdir()
+    paths.package.mkdir()
+    (paths.package / "mod.py").write_text("X = 1\n")
+    paths.lock.write_text("numpy==2.4.6\n")
+    for chapter in chapters:
+        paths.source(chapter).write_text(PARAMETERS_CELL + "\n# %%\n" + body + "\n")
+    return paths
+
+
+def key_of(paths: book.BookPaths, parameters=None, chapter="chap") -> str:
+    return book.build_key(paths.source(chapter), paths.package, paths.lock, parameters or {})
+
+
+def fake_execute(calls: list):
+    """Stands in for book.execute: records (chapter, parameters), writes the notebook unexecuted."""
+
+    def execute(chapter, paths, nb, key, parameters):
+        calls.append((chapter, dict(parameters)))
+        paths.chapters.mkdir(parents=True, exist_ok=True)
+        nb.metadata[book.METADATA_KEY] = {"build_key": key, "parameters": dict(parameters)}
+        nbformat.write(nb, paths.executed(chapter))
+        return paths.executed(chapter)
+
+    return execute
+
+
+# --- build key ---------------------------------------------------------------------------
+
+
+def test_build_key_is_stable_ignoring_parameter_order_and_modification_times(tmp_path):
+    paths = make_book(tmp_path)
+    key = key_of(paths, {"n": 1, "scale": 2.0})
+    os.utime(paths.source("chap"), (1, 1))
+    os.utime(paths.package / "mod.py", (1, 1))
+    (paths.package / "__pycache__").mkdir()
+    (paths.package / "__pycache__" / "mod.cpython-311.py").write_text("stale")
+    assert key_of(paths, {"scale": 2.0, "n": 1}) == key
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "source",
+        "package file",
+        "new package file",
+        "package file in a subfolder",
+        "lock",
+        "parameter value",
+        "parameter type",
+        "new parameter",
+    ],
+)
+def test_build_key_changes_with_every_input(tmp_path, change):
+    paths = make_book(tmp_path)
+    parameters = {"n": 1}
+    before = key_of(paths, parameters)
+    if change == "source":
+        paths.source("chap").write_text(paths.source("chap").read_text() + "# edited\n")
+    elif change == "package file":
+        (paths.package / "mod.py").write_text("X = 2\n")
+    elif change == "new package file":
+        (paths.package / "other.py").write_text("")
+    elif change == "package file in a subfolder":
+        (paths.package / "sub").mkdir()
+        (paths.package / "sub" / "deep.py").write_text("")
+    elif change == "lock":
+        paths.lock.write_text("numpy==2.4.7\n")
+    elif change == "parameter value":
+        parameters = {"n": 2}
+    elif change == "parameter type":
+        parameters = {"n": 1.0}
+    elif change == "new parameter":
+        parameters = {"n": 1, "scale": 1.0}
+    assert key_of(paths, parameters) != before
+
+
+# --- parameters --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("400", 400),
+        ("-3", -3),
+        ("1e-3", 1e-3),
+        ("0.5", 0.5),
+        ("True", True),
+        ("false", False),
+        ("None", None),
+        ("[1, 2.5]", [1, 2.5]),
+        ("{a: 1}", {"a": 1}),
+        ("uniform", "uniform"),
+        ("a: b", "a: b"),
+    ],
+)
+def test_parse_value_types_like_papermill(text, value):
+    parsed = book.parse_value(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_unknown_parameter_names_it_and_lists_the_allowed_ones(tmp_path):
+    paths = make_book(tmp_path)
+    with pytest.raises(ValueError, match=r"chapter 'chap' has no parameter 'm'; its parameters are: n, scale"):
+        book.prepare("chap", paths, {"m": 1})
+
+
+def test_unknown_parameter_on_the_command_line_exits_2_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    paths = make_book(tmp_path, chapters=("chap", "other"))
+    calls = []
+    monkeypatch.setattr(book, "execute", fake_execute(calls))
+    status = book.main(["chap", "other", "-p", "n", "5", "-p", "nn", "1", "--no-html"], paths=paths)
+    assert status == 2
+    assert "no parameter 'nn'" in capsys.readouterr().err
+    assert calls == []
+
+
+def test_wrongly_typed_parameter_names_the_value_and_the_type(tmp_path):
+    paths = make_book(tmp_path)
+    with pytest.raises(TypeError, match=r"parameter 'n' must be int .* got 'abc'"):
+        book.prepare("chap", paths, {"n": "abc"})
+    book.prepare("chap", paths, {"scale": 2})  # an int is a fine float
+
+
+def test_parameter_line_that_papermill_cannot_read_is_an_error(tmp_path):
+    paths = make_book(tmp_path)
+    paths.source("chap").write_text(PARAMETERS_CELL + "k: int = 2  # the grid M = N/k\n")
+    with pytest.raises(ValueError, match=r"papermill cannot read the parameter\(s\) k"):
+        book.prepare("chap", paths, {})
+
+
+def test_missing_chapter_names_the_known_ones(tmp_path):
+    paths = make_book(tmp_path)
+    with pytest.raises(ValueError, match=r"no chapter 'nope'.*chapters: chap"):
+        book.prepare("nope", paths, {})
+
+
+def test_toc_chapters_in_order_skipping_other_pages(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n"
+        "  - caption: A\n    chapters:\n      - file: book/chapters/b\n      - file: book/chapters/a\n"
+        "  - caption: B\n    chapters:\n      - file: book/bibliography\n"
+    )
+    assert book.toc_chapters(toc) == ["b", "a"]
+
+
+# --- staleness (fake execution) ----------------------------------------------------------
+
+
+def test_chapter_runs_again_exactly_when_its_key_changes(tmp_path, monkeypatch):
+    paths = make_book(tmp_path)
+    calls = []
+    monkeypatch.setattr(book, "execute", fake_execute(calls))
+    log = []
+    assert book.run_chapters(["chap"], paths, {}, log=log.append) == ["chap"]
+    assert book.run_chapters(["chap"], paths, {}, log=log.append) == []
+    assert book.run_chapters(["chap"], paths, {"n": 4}, log=log.append) == ["chap"]
+    assert book.run_chapters(["chap"], paths, {"n": 4}, force=True, log=log.append) == ["chap"]
+    (paths.package / "mod.py").write_text("X = 3\n")
+    assert book.run_chapters(["chap"], paths, {"n": 4}, log=log.append) == ["chap"]
+    assert calls == [("chap", {}), ("chap", {"n": 4}), ("chap", {"n": 4}), ("chap", {"n": 4})]
+    assert book.stored_record(paths.executed("chap"))["build_key"] == key_of(paths, {"n": 4})
+
+
+def test_unselected_chapters_keep_current_results_and_rerun_stale_ones_with_defaults(tmp_path, monkeypatch):
+    paths = make_book(tmp_path, chapters=("a", "b"))
+    calls = []
+    monkeypatch.setattr(book, "execute", fake_execute(calls))
+    book.run_chapters(["a"], paths, {"n": 7}, log=lambda _: None)
+    book.run_chapters(["b"], paths, {}, complete=["a", "b"], log=lambda _: None)
+    assert calls == [("a", {"n": 7}), ("b", {})]  # a is current with n=7: kept
+    paths.source("a").write_text(paths.source("a").read_text() + "# edited\n")
+    book.run_chapters(["b"], paths, {}, complete=["a", "b"], log=lambda _: None)
+    assert calls[2:] == [("a", {})]  # a is stale: rerun with its defaults
+
+
+# --- real execution ----------------------------------------------------------------------
+
+
+def test_execution_runs_in_the_chapter_folder_and_stores_the_key(tmp_path):
+    body = "\n".join(
+        ["from pathlib import Path", 'Path("figures").mkdir()', 'Path("figures/out.txt").write_text(str(n * scale))']
+    )
+    paths = make_book(tmp_path, body=body)
+    assert book.run_chapters(["chap"], paths, {"n": 5}, log=lambda _: None) == ["chap"]
+    assert (paths.chapters / "figures" / "out.txt").read_text() == "5.0"
+    record = book.stored_record(paths.executed("chap"))
+    assert record["build_key"] == key_of(paths, {"n": 5})
+    assert record["parameters"] == {"n": 5}
+    assert nbformat.read(paths.executed("chap"), as_version=4).metadata.papermill.input_path == "notebooks/chap.py"
+    assert not paths.partial("chap").exists() and not paths.failed("chap").exists()
+
+
+def test_failing_chapter_exits_1_removes_the_old_result_and_keeps_the_failed_notebook(tmp_path, capsys):
+    paths = make_book(tmp_path, body="1 / (n - n)")
+    paths.chapters.mkdir(parents=True)
+    paths.executed("chap").write_text(json.dumps({"metadata": {book.METADATA_KEY: {"build_key": "old"}}}))
+    status = book.main(["chap", "--no-html"], paths=paths)
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "chapter 'chap' failed" in err and "ZeroDivisionError" in err
+    assert not paths.executed("chap").exists()
+    assert not paths.partial("chap").exists()
+    failed = nbformat.read(paths.failed("chap"), as_version=4)
+    errors = [out for cell in failed.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
+    assert any(out.get("ename") == "ZeroDivisionError" for out in errors)
