@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from memlab.denoisers import GMM
 from memlab.gmm import Problem, sample_means, sample_mixture
-from memlab.schedule import alpha, sigma, time_grid
+from memlab.schedule import alpha, noisy, sigma, time_grid
 
 Init = Literal["pmem", "gaussian", "sphere", "data"]
 INITS = ("pmem", "gaussian", "sphere", "data")
@@ -90,49 +90,59 @@ BLOCK_ELEMENTS = 1 << 17
 float32 logits block is 512 KiB and stays in cache. Changes rounding only, not results."""
 
 
-def loss_and_grad(means: Tensor, scale: Tensor, x0: Tensor, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def loss_and_grad(means: Tensor, scale: Tensor, x: Tensor, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Eps loss of one GMM denoiser and its gradient, written out by hand.
 
-    loss = (1/B) sum_b ||epshat(x_b, t_b) - z_b||^2 with x_b = alpha x0_b + sigma z_b;
-    means [M, d], scale [] (variance scale^2), x0 [B, d], t [B], z [B, d].
+    loss = (1/B) sum_b ||epshat(x_b, t_b) - z_b||^2 at the noisy points x_b = alpha x0_b + sigma z_b;
+    means [M, d], scale [] (variance scale^2), x [B, d], t [B], z [B, d].
     Returns (loss [], d loss / d means [M, d], d loss / d scale []).
 
     With v = alpha^2 s2 + sigma^2, c1 = sigma^2 / v, c2 = alpha s2 / v, m = p @ means:
       xhat0 = c1 m + c2 x,  g = d loss / d xhat0 = -(2 alpha / sigma) (epshat - z) / B,
       d/dp_i = c1 <g, mu_i>,  d/dw_i = p_i (c1 <g, mu_i> - c1 <g, m>),
       w_i = <[alpha x / v, -alpha^2 / (2 v)], [mu_i, ||mu_i||^2]> (one product for the logits).
+    The [B, M] work runs in blocks of rows that stay in cache.
     """
     M, d = means.shape
-    B = x0.shape[0]
+    B = x.shape[0]
     var = scale**2
+    a, sg = alpha(t)[:, None], sigma(t)[:, None]                             # [B, 1]
+    v = a**2 * var + sg**2
+    c1, c2 = sg**2 / v, a * var / v
+    xs = torch.cat([x * (a / v), -(a**2) / (2 * v)], dim=1)                  # [B, d+1]
+    base = (x * (1 - a * c2) / sg - z)                                       # epshat - z = base - (a c1 / sg) m
+    k_m = a * c1 / sg
+    k_g = -2 * a / (sg * B)
     aug = torch.cat([means, (means**2).sum(1, keepdim=True)], dim=1)          # [M, d+1]
     g_aug = torch.zeros_like(aug)
     g_direct = torch.zeros_like(means)
-    g_var = torch.zeros((), dtype=means.dtype)
     total = torch.zeros((), dtype=means.dtype)
+    gms, gxs = [], []
     rows = max(1, BLOCK_ELEMENTS // M)
-    for x0b, tb, zb in zip(x0.split(rows), t.split(rows), z.split(rows)):
-        a, sg = alpha(tb)[:, None], sigma(tb)[:, None]                       # [b, 1]
-        x = a * x0b + sg * zb                                                # [b, d]
-        v = a**2 * var + sg**2
-        c1, c2 = sg**2 / v, a * var / v
-        xs = torch.cat([x * (a / v), -(a**2) / (2 * v)], dim=1)              # [b, d+1]
-        w = xs @ aug.T                                                       # [b, M] logits
+    for lo in range(0, B, rows):
+        blk = slice(lo, lo + rows)
+        xs_b = xs[blk]
+        w = xs_b @ aug.T                                                     # [b, M] logits
         p = torch.softmax(w, dim=1)
         m = p @ means                                                        # [b, d]
-        r = (x - a * (c1 * m + c2 * x)) / sg - zb                            # epshat - z
+        r = torch.addcmul(base[blk], k_m[blk], m, value=-1)                  # epshat - z
         total += r.pow(2).sum()
-        g = r * (-2 * a / (sg * B))                                          # d loss / d xhat0
-        gm = (g * m).sum(1, keepdim=True)                                    # d / d c1
-        gx = (g * x).sum(1, keepdim=True)                                    # d / d c2
-        c1g = c1 * g
+        g = r * k_g[blk]                                                     # d loss / d xhat0
+        gm = torch.linalg.vecdot(g, m)[:, None]                              # d / d c1
+        gms.append(gm)
+        gxs.append(torch.linalg.vecdot(g, x[blk])[:, None])                 # d / d c2
+        c1g = c1[blk] * g
         gw = c1g @ means.T                                                   # d / d p
-        gw.sub_(c1 * gm).mul_(p)                                             # d / d w
-        gv = -torch.linalg.vecdot(gw, w)[:, None] / v                        # d / d v through w
-        g_aug += gw.T @ xs
-        g_direct += p.T @ c1g
-        # v, c1, c2 depend on s2: dv/ds2 = a^2, dc1/dv = -c1/v, dc2/ds2 = a/v - c2 a^2 / v
-        g_var += ((gv - gm * c1 / v - gx * c2 / v) * a**2 + gx * a / v).sum()
+        gw.sub_(c1[blk] * gm).mul_(p)                                        # d / d w
+        gxs[-1] = torch.cat([gxs[-1], -torch.linalg.vecdot(gw, w)[:, None]], dim=1)
+        g_aug.addmm_(gw.T, xs_b)
+        g_direct.addmm_(p.T, c1g)
+    gm = torch.cat(gms)
+    gx, gwv = torch.cat(gxs).unbind(1)
+    gv = gwv[:, None] / v                                                    # d / d v through w = u / v
+    gx = gx[:, None]
+    # v, c1, c2 depend on s2: dv/ds2 = a^2, dc1/dv = -c1/v, dc2/ds2 = a/v - c2 a^2 / v
+    g_var = ((gv - gm * c1 / v - gx * c2 / v) * a**2 + gx * a / v).sum()
     g_means = g_direct + g_aug[:, :d] + 2 * g_aug[:, d:] * means
     return total / B, g_means, g_var * 2 * scale
 
@@ -214,7 +224,7 @@ def train(problem: Problem, state: TrainState, protocol: Protocol, seed: int, un
     grid = time_grid(dtype)
     N, d = x0_all.shape
     b1, b2, ema = protocol.beta1, protocol.beta2, protocol.ema
-    bar = tqdm(total=until, initial=state.step, desc=f"training {len(state.Ms)} models", disable=not progress,
+    bar = tqdm(total=protocol.steps, initial=state.step, desc=f"training {len(state.Ms)} models", disable=not progress,
                mininterval=2.0)
     start = time.perf_counter()
     while state.step < until:
@@ -222,12 +232,12 @@ def train(problem: Problem, state: TrainState, protocol: Protocol, seed: int, un
         gen = noise_generator(seed, k)
         t = grid[torch.randint(len(grid), (N,), generator=gen)].repeat(protocol.n_dup)
         z = torch.randn(protocol.n_dup * N, d, generator=gen, dtype=dtype)
-        x0 = x0_all.repeat(protocol.n_dup, 1)
+        x = noisy(x0_all.repeat(protocol.n_dup, 1), t, z)                 # shared by all models
         lr = learning_rate(protocol, k)
         n = k + 1
         losses = []
         for r, M in enumerate(state.Ms):
-            loss, g_means, g_scale = loss_and_grad(state.means[r, :M], state.scale[r], x0, t, z)
+            loss, g_means, g_scale = loss_and_grad(state.means[r, :M], state.scale[r], x, t, z)
             losses.append(float(loss))
             norm = torch.sqrt(g_means.pow(2).sum() + g_scale**2)
             if norm > protocol.clip_norm:

@@ -1,0 +1,119 @@
+"""Benchmark: training throughput of memlab's trainer on the paper protocol (not a test).
+
+Measures, in one run on this machine: (a) memlab.train on the coarse grid M = 20..200 at
+N = 200, d = 50, N_dup = 100, all models at once; (b) a plain one-model-at-a-time PyTorch
+loop of the same protocol (autograd, torch.optim.Adam, the same EMA of updates); (c) the
+float32 matmul peak (a 4096^3 product). Reports model-steps per second, achieved GFLOP/s
+(the five GEMMs of a step: 2 forward, 3 backward, 2 B (d+1) M flops each) and the ratios.
+
+    python benchmarks/train_throughput.py [--steps 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+from memlab.experiments import Setting, coarse_grid
+from memlab.schedule import alpha, sigma, time_grid
+from memlab.train import Protocol, init_state, learning_rate, noise_generator, train
+
+
+def matmul_peak(n: int = 4096, repeats: int = 3) -> float:
+    """Best float32 GFLOP/s of an n^3 matrix product."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def plain_loop(problem, Ms, protocol: Protocol, seed: int, steps: int) -> float:
+    """Seconds per step of the straightforward implementation: each model alone, autograd."""
+    models = []
+    for M in Ms:
+        means = torch.nn.Parameter(problem.train[:M].float().clone())
+        scale = torch.nn.Parameter(torch.tensor(protocol.init_var**0.5))
+        opt = torch.optim.Adam([means, scale], lr=protocol.peak_lr, betas=(protocol.beta1, protocol.beta2),
+                               eps=protocol.adam_eps)
+        models.append((means, scale, opt, [torch.zeros_like(means), torch.zeros_like(scale)]))
+    grid = time_grid(torch.float32)
+    x0_all = problem.train.float()
+    N, d = x0_all.shape
+
+    def step(k):
+        gen = noise_generator(seed, k)
+        t = grid[torch.randint(len(grid), (N,), generator=gen)].repeat(protocol.n_dup)
+        z = torch.randn(protocol.n_dup * N, d, generator=gen)
+        a, s = alpha(t)[:, None], sigma(t)[:, None]
+        x = a * x0_all.repeat(protocol.n_dup, 1) + s * z
+        for means, scale, opt, ema in models:
+            before = [means.detach().clone(), scale.detach().clone()]
+            v = a**2 * scale**2 + s**2
+            sq = (x**2).sum(1, keepdim=True) - 2 * a * (x @ means.T) + a**2 * (means**2).sum(1)
+            p = torch.softmax(-sq / (2 * v), dim=1)
+            xhat0 = (s**2 / v) * (p @ means) + (a * scale**2 / v) * x
+            loss = (((x - a * xhat0) / s - z) ** 2).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(protocol, k)
+            opt.step()
+            with torch.no_grad():
+                for i, param in enumerate((means, scale)):
+                    ema[i].mul_(protocol.ema).add_(param - before[i], alpha=1 - protocol.ema)
+                    param.copy_(before[i] + ema[i] / (1 - protocol.ema ** (k + 1)))
+
+    step(0)
+    return _timed(lambda: [step(k) for k in range(1, steps + 1)]) / steps
+
+
+def memlab_step(problem, Ms, protocol: Protocol, seed: int, steps: int) -> float:
+    """Seconds per step of memlab.train, all models at once."""
+    state = init_state(problem, Ms, protocol, seed)
+    train(problem, state, protocol, seed, until=1, progress=False)
+    return _timed(lambda: train(problem, state, protocol, seed, until=1 + steps, progress=False)) / steps
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description="training throughput benchmark")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--json", type=str, default=None)
+    args = parser.parse_args(argv)
+    setting = Setting(200, 50, 12)
+    problem = setting.problem(0)
+    Ms = coarse_grid(setting.N)
+    protocol = Protocol()
+    flops = 5 * 2 * setting.N * protocol.n_dup * (setting.d + 1) * sum(Ms)
+    peak = matmul_peak()
+    ours = memlab_step(problem, Ms, protocol, 0, args.steps)
+    plain = plain_loop(problem, Ms, protocol, 0, max(1, args.steps // 2))
+    result = {
+        "setting": {"N": setting.N, "d": setting.d, "K": setting.K, "n_dup": protocol.n_dup, "Ms": Ms},
+        "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "matmul_peak_gflops": peak,
+        "memlab_seconds_per_step": ours, "plain_seconds_per_step": plain,
+        "memlab_model_steps_per_second": len(Ms) / ours, "plain_model_steps_per_second": len(Ms) / plain,
+        "memlab_gflops": flops / ours / 1e9, "plain_gflops": flops / plain / 1e9,
+        "speedup_vs_plain": plain / ours, "fraction_of_peak": flops / ours / 1e9 / peak,
+        "paper_coarse_grid_hours_per_seed": ours * protocol.steps / 3600,
+    }
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The results store and resumable sweeps."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from memlab.evaluate import EvalSpec
+from memlab.experiments import (Profile, Setting, coarse_grid, first_memorizing, get_profile, model_spec,
+                                refine_grid, run_models, transition_band)
+from memlab.store import Store, code_version, make_key
+from memlab.train import Protocol
+
+
+def test_put_get_roundtrip_and_corruption_is_detected(tmp_path):
+    store = Store(tmp_path)
+    store.put("k1", {"a": 1}, {"x": np.arange(3, dtype=np.float32)})
+    record, arrays = store.get("k1")
+    assert record["a"] == 1 and arrays["x"].tolist() == [0, 1, 2]
+    assert store.get("missing") is None
+    # truncated JSON: reported, moved aside, treated as missing
+    (tmp_path / "k1.json").write_text('{"a": 1, "key": "k1"')
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        assert store.get("k1") is None
+    assert (tmp_path / "k1.json.corrupt").exists() and not (tmp_path / "k1.json").exists()
+    # arrays changed behind the JSON's back
+    store.put("k2", {"a": 2}, {"x": np.zeros(2)})
+    np.savez_compressed(tmp_path / "k2.npz", x=np.ones(2))
+    with pytest.warns(UserWarning, match="do not match the hash"):
+        assert store.get("k2") is None
+    # a JSON without its arrays (a partial entry)
+    store.put("k3", {"a": 3})
+    (tmp_path / "k3.npz").unlink()
+    with pytest.warns(UserWarning, match="partial entry"):
+        assert store.get("k3") is None
+
+
+def test_keys_change_with_everything_that_determines_a_result():
+    base = get_profile("ci")
+    key = make_key(model_spec(base, 0, 10))
+    assert key == make_key(model_spec(base, 0, 10))
+    assert key != make_key(model_spec(base, 1, 10))
+    assert key != make_key(model_spec(base, 0, 11))
+    assert key != make_key(model_spec(replace(base, protocol=replace(base.protocol, n_dup=11)), 0, 10))
+    assert key != make_key(model_spec(replace(base, setting=replace(base.setting, d=31)), 0, 10))
+    assert len(code_version()) == 16
+
+
+def test_transition_band_and_refinement():
+    Ms = [10, 20, 30, 40, 50]
+    assert transition_band(Ms, [0, 0.05, 0.3, 0.95, 1]) == (20, 40)
+    assert transition_band(Ms, [0.2, 0.5, 0.9, 1, 1]) == (0, 30)
+    assert transition_band(Ms, [0, 0, 0, 0.2, 0.5]) == (30, 50)
+    assert refine_grid(20, 40, Ms, 10) == [22, 24, 25, 27, 29, 31, 33, 35, 36, 38]
+    assert first_memorizing([30, 10, 20], [0.6, 0.0, 0.5]) == 20
+    assert first_memorizing([10], [0.4]) is None
+    assert coarse_grid(200) == list(range(20, 201, 20))
+
+
+@pytest.mark.slow
+def test_sweep_resumes_and_never_recomputes(tmp_path, monkeypatch):
+    """A tiny profile: the first run stores every model; a second run trains nothing; an
+    interrupted run resumes from its checkpoint and gives the same numbers."""
+    profile = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0,),
+                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7)
+    store = Store(tmp_path / "a")
+    first = run_models(profile, 0, [3, 12], store, progress=False)
+    assert [r["M"] for r in first] == [3, 12] and len(first[0]["train_loss"]) == 26
+
+    import memlab.experiments as E
+    calls = []
+    monkeypatch.setattr(E, "train", lambda *a, **k: calls.append(1))
+    again = run_models(profile, 0, [3, 12], store, progress=False)
+    assert calls == [] and again == first
+    monkeypatch.undo()
+
+    # interrupted after the first checkpoint: the next run resumes from step 7
+    other = Store(tmp_path / "b")
+    real_train = E.train
+
+    def dies_after_first_segment(problem, state, *args, **kwargs):
+        if state.step >= 7:
+            raise KeyboardInterrupt
+        return real_train(problem, state, *args, **kwargs)
+
+    monkeypatch.setattr(E, "train", dies_after_first_segment)
+    with pytest.raises(KeyboardInterrupt):
+        run_models(profile, 0, [3, 12], other, progress=False)
+    monkeypatch.undo()
+    ckpts = list((tmp_path / "b").glob("*.ckpt.json"))
+    assert len(ckpts) == 1 and json.loads(ckpts[0].read_text())["step"] == 7
+    resumed = run_models(profile, 0, [3, 12], other, progress=False)
+    for a, b in zip(first, resumed):
+        assert a["memorization"] == b["memorization"] and a["train_loss"] == b["train_loss"]
+        assert a["var"] == b["var"]
+    assert not list((tmp_path / "b").glob("*.ckpt.*"))

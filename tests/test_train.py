@@ -1,0 +1,138 @@
+"""The trainer: hand-written gradient, the Adam + EMA step, R models at once, determinism, resume."""
+
+import math
+
+import pytest
+import torch
+
+import memlab.train as T
+from memlab.denoisers import GMM
+from memlab.gmm import make_problem
+from memlab.loss import sample_loss
+from memlab.schedule import noisy, time_grid
+from memlab.train import Protocol, init_state, learning_rate, loss_and_grad, train
+
+
+@pytest.fixture
+def small():
+    return make_problem(30, 4, 3, torch.Generator().manual_seed(3))
+
+
+def autograd_loss(means, scale, x0, t, z):
+    """The eps loss through the library's denoiser, differentiated by autograd (the reference)."""
+    gmm = GMM(means[None], (scale**2)[None])
+    return sample_loss(gmm, x0, t, z[None], "eps").mean()
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.05, 0.8])
+def test_hand_written_gradient_equals_autograd(small, scale, monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    means = (small.train[:7] + 0.3 * torch.randn(7, 4, generator=gen, dtype=torch.float64)).requires_grad_(True)
+    s = torch.tensor(scale, dtype=torch.float64, requires_grad=True)
+    t = time_grid()[torch.randint(26, (30,), generator=gen)]
+    z = torch.randn(30, 4, generator=gen, dtype=torch.float64)
+    ref = autograd_loss(means, s, small.train, t, z)
+    ref.backward()
+    monkeypatch.setattr(T, "BLOCK_ELEMENTS", 7 * 4)       # 4 rows per block: exercises the blocking
+    loss, g_means, g_scale = loss_and_grad(means.detach(), s.detach(), noisy(small.train, t, z), t, z)
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-10, atol=0)
+    torch.testing.assert_close(g_means, means.grad, rtol=1e-7, atol=1e-9 * float(means.grad.abs().max()))
+    torch.testing.assert_close(g_scale, s.grad, rtol=1e-7, atol=0)
+
+
+def test_learning_rate_schedule():
+    p = Protocol(steps=1000, peak_lr=1e-3, final_lr=1e-6, warmup=0.1)
+    assert learning_rate(p, 0) == 0.0
+    assert learning_rate(p, 50) == pytest.approx(5e-4)
+    assert learning_rate(p, 100) == pytest.approx(1e-3)
+    assert learning_rate(p, 999) == pytest.approx(1e-6)
+    assert learning_rate(p, 550) == pytest.approx((1e-3 + 1e-6) / 2, rel=1e-2)
+
+
+def test_step_matches_torch_adam_with_an_ema_of_updates(small):
+    """Ten steps of the trainer against torch.optim.Adam on autograd gradients of the same
+    noisy batches, followed by the debiased EMA(0.99) of the Adam updates (SPEC 6)."""
+    proto = Protocol(steps=10, n_dup=3, warmup=0.2, dtype="float64")
+    state = init_state(small, [6], proto, seed=5)
+    means = state.means[0].clone()
+    scale = state.scale.clone()
+    shadow = [torch.zeros_like(means, requires_grad=True), torch.zeros_like(scale, requires_grad=True)]
+    adam = torch.optim.Adam(shadow, lr=1.0, betas=(0.9, 0.999), eps=1e-8)
+    ema = [torch.zeros_like(means), torch.zeros_like(scale)]
+    grid = time_grid()
+    for k in range(10):
+        gen = T.noise_generator(5, k)
+        t = grid[torch.randint(26, (30,), generator=gen)].repeat(3)
+        z = torch.randn(90, 4, generator=gen, dtype=torch.float64)
+        m_ = means.clone().requires_grad_(True)
+        s_ = scale.clone().requires_grad_(True)
+        autograd_loss(m_, s_[0], small.train.repeat(3, 1), t, z).backward()
+        for group in adam.param_groups:
+            group["lr"] = learning_rate(proto, k)
+        with torch.no_grad():
+            shadow[0].copy_(means), shadow[1].copy_(scale)
+        shadow[0].grad, shadow[1].grad = m_.grad, s_.grad
+        adam.step()
+        with torch.no_grad():
+            for i, p in enumerate((means, scale)):
+                ema[i] = 0.99 * ema[i] + 0.01 * (shadow[i] - p)
+                p += ema[i] / (1 - 0.99 ** (k + 1))
+    train(small, state, proto, seed=5, progress=False)
+    torch.testing.assert_close(state.means[0], means, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(state.scale, scale, rtol=1e-9, atol=1e-15)
+
+
+def test_r_models_together_equal_one_by_one(small):
+    proto = Protocol(steps=40, n_dup=4, peak_lr=1e-2, dtype="float64")
+    Ms = [3, 10, 30]
+    together = train(small, init_state(small, Ms, proto, seed=1), proto, seed=1, progress=False)
+    for r, M in enumerate(Ms):
+        alone = train(small, init_state(small, [M], proto, seed=1), proto, seed=1, progress=False)
+        torch.testing.assert_close(together.means[r, :M], alone.means[0], rtol=0, atol=0)
+        torch.testing.assert_close(together.scale[r], alone.scale[0], rtol=0, atol=0)
+    assert not torch.equal(together.means, init_state(small, Ms, proto, seed=1).means)    # it trained
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(small):
+    proto = Protocol(steps=20, n_dup=2, peak_lr=1e-2)
+    a = train(small, init_state(small, [5, 12], proto, seed=0), proto, seed=0, progress=False)
+    b = train(small, init_state(small, [5, 12], proto, seed=0), proto, seed=0, progress=False)
+    c = train(small, init_state(small, [5, 12], proto, seed=1), proto, seed=1, progress=False)
+    assert torch.equal(a.means, b.means) and torch.equal(a.scale, b.scale) and a.losses == b.losses
+    assert not torch.equal(a.means, c.means)
+
+
+def test_stopping_and_resuming_gives_the_same_numbers(small):
+    proto = Protocol(steps=30, n_dup=2, peak_lr=1e-2)
+    straight = train(small, init_state(small, [4, 9], proto, seed=2), proto, seed=2, progress=False)
+    half = train(small, init_state(small, [4, 9], proto, seed=2), proto, seed=2, until=13, progress=False)
+    assert half.step == 13
+    resumed = train(small, half, proto, seed=2, progress=False)
+    assert torch.equal(resumed.means, straight.means) and torch.equal(resumed.scale, straight.scale)
+
+
+@pytest.mark.parametrize("init", ["pmem", "gaussian", "sphere", "data"])
+def test_initialisations(small, init):
+    proto = Protocol(init=init, init_var=1e-2)
+    state = init_state(small, [8], proto, seed=0)
+    means = state.means[0].double()
+    dist_to_train = torch.cdist(means, small.train).amin(1)
+    if init == "pmem":
+        assert float(dist_to_train.max()) < 1e-6                       # training points (float32)
+        assert len({tuple(m.tolist()) for m in means}) == 8            # distinct
+    elif init == "sphere":
+        torch.testing.assert_close(means.norm(dim=1), torch.full((8,), 2.0, dtype=torch.float64))
+    else:
+        assert float(dist_to_train.min()) > 1e-3
+    assert math.isclose(float(state.scale[0]) ** 2, 1e-2, rel_tol=1e-6)
+
+
+def test_protocol_refuses_bad_values():
+    with pytest.raises(ValueError, match=r"Protocol.steps=0 must be a positive int"):
+        Protocol(steps=0)
+    with pytest.raises(ValueError, match=r"Protocol.init='zeros' must be one of"):
+        Protocol(init="zeros")
+    with pytest.raises(ValueError, match=r"Protocol.final_lr=0.1 must lie in \[0, peak_lr=0.001\]"):
+        Protocol(final_lr=0.1)
+    with pytest.raises(ValueError, match=r"Protocol.ema=1.0 must lie in \[0, 1\)"):
+        Protocol(ema=1.0)
