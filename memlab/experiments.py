@@ -124,12 +124,17 @@ def _state_from(record: dict, arrays: dict[str, np.ndarray]) -> TrainState:
 
 
 def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, progress: bool = True,
-               problem: Problem | None = None) -> list[dict]:
-    """Records of the models (profile, seed, M) for M in Ms: from the store, training what is missing."""
+               problem: Problem | None = None, train_missing: bool = True) -> list[dict]:
+    """Records of the models (profile, seed, M) for M in Ms: from the store, training what is missing
+    (or, with train_missing=False, raising LookupError that names what is missing)."""
     problem = profile.setting.problem(seed) if problem is None else problem
     keys = {M: make_key(model_spec(profile, seed, M)) for M in Ms}
     found = {M: store.get(keys[M]) for M in Ms}
     todo = [M for M in Ms if found[M] is None]
+    if todo and not train_missing:
+        raise LookupError(f"profile {profile.name!r}, seed {seed}: no stored result for M={todo} in {store.root} "
+                          f"(code version {code_version()}); run `python -m memlab.sweep --profile {profile.name} "
+                          f"--seeds {seed}` to compute them")
     if todo:
         group = make_key({"group": [model_spec(profile, seed, M) for M in todo]})
         resume = store.get(group, ".ckpt")
@@ -152,15 +157,16 @@ def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, pro
     return [found[M][0] for M in Ms]
 
 
-def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True) -> dict:
+def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True,
+                     train_missing: bool = True) -> dict:
     """The two-stage grid for one seed: coarse grid, transition band, refinement, M_pt."""
     problem = profile.setting.problem(seed)
     coarse = coarse_grid(profile.setting.N)
-    coarse_records = run_models(profile, seed, coarse, store, progress, problem)
+    coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing)
     ratios = [r["memorization"] for r in coarse_records]
     start, end = transition_band(coarse, ratios)
     fine = refine_grid(start, end, coarse, profile.refine)
-    fine_records = run_models(profile, seed, fine, store, progress, problem) if fine else []
+    fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing) if fine else []
     records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
     return {"seed": seed, "band": (start, end), "records": records,
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}
