@@ -170,3 +170,18 @@ def phase_transition(profile: Profile, seed: int, store: Store, progress: bool =
     records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
     return {"seed": seed, "band": (start, end), "records": records,
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}
+
+
+def audit(profile: Profile, seed: int, M: int, store: Store, scratch: Store) -> dict:
+    """Recompute one stored model from scratch (into `scratch`) and compare it with the stored entry.
+
+    Returns the stored and recomputed memorization ratio and variance, and the largest
+    relative difference of the training losses over the grid times.
+    """
+    stored = run_models(profile, seed, [M], store, progress=False, train_missing=False)[0]
+    again = run_models(profile, seed, [M], scratch, progress=False)[0]
+    rel = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(stored["train_loss"], again["train_loss"]))
+    return {"M": M, "seed": seed, "stored_memorization": stored["memorization"],
+            "recomputed_memorization": again["memorization"], "stored_var": stored["var"],
+            "recomputed_var": again["var"], "max_rel_train_loss_diff": rel,
+            "recompute_seconds": again["group_seconds"]}

@@ -5,10 +5,10 @@ its mass on one component (Lemma D.1), so the denoiser acts as the *nominal* one
 replaces p by the one-hot vector of its largest entry. How sparse p is depends on the gap
 gamma between the largest logit and the runner-up. For x_t = alpha_t x_i + sigma_t z, x_i a
 training point of component k, our own derivation (the paper's Appendix E text was not
-available to us) gives, per competitor c, a gap that is approximately Gaussian:
+available to us) gives, per competitor, a gap that is approximately Gaussian:
 
     ideal denoiser, competitor mean mu_l (radius r = ||mu||, psi~ = alpha^2 / v, v = alpha^2 var + sigma^2):
-        gap_l = (alpha^2 ||mu_k - mu_l||^2 + 2 alpha <mu_k - mu_l, n>) / (2 v),   n ~ N(0, v I)
+        gap_l = (alpha^2 ||mu_k - mu_l||^2 + 2 alpha <mu_k - mu_l, eta>) / (2 v),   eta ~ N(0, v I)
         mean  = psi~ r^2,        sd = sqrt(psi~^2 r^4 / d + psi~ r^2)
     memorizing denoiser, competitor x_j of the same component:
         gap_j = psi_t ||x_i - x_j||^2 / 2 + sqrt(psi_t) <x_i - x_j, z>
@@ -56,8 +56,16 @@ def expected_max_normal(m: Tensor | int) -> Tensor:
     return torch.trapezoid(x * torch.exp(log_density), x, dim=-1)
 
 
-def gap_moments_ideal(t: Tensor, d: int, var: float = 1.0, radius: float | None = None) -> tuple[Tensor, Tensor]:
-    """(mean, sd) [same shape as t] of the ideal denoiser's logit gap to one other component.
+def _dimension(d: int | Tensor) -> Tensor:
+    d = torch.as_tensor(d, dtype=torch.float64)
+    if d.numel() and not bool((d >= 1).all()):
+        raise ValueError(f"d={d.min().item()} must be >= 1")
+    return d
+
+
+def gap_moments_ideal(t: Tensor, d: int | Tensor, var: float = 1.0,
+                      radius: float | None = None) -> tuple[Tensor, Tensor]:
+    """(mean, sd) [broadcast of t and d] of the ideal denoiser's logit gap to one other component.
 
     mean = psi~ r^2, sd = sqrt(psi~^2 r^4 / d + psi~ r^2), with psi~ = alpha_t^2 / (alpha_t^2 var
     + sigma_t^2) = psi_t / (psi_t var + 1) and r the norm of the means (default sqrt(d)). The
@@ -66,14 +74,15 @@ def gap_moments_ideal(t: Tensor, d: int, var: float = 1.0, radius: float | None 
     """
     if not var > 0:
         raise ValueError(f"var={var} must be > 0 for the ideal denoiser")
-    r2 = float(d) if radius is None else float(radius) ** 2
+    d = _dimension(d)
+    r2 = d if radius is None else torch.as_tensor(float(radius) ** 2, dtype=torch.float64)
     a = alpha(t)
     psi_eff = a**2 / (a**2 * var + sigma(t) ** 2)
     return psi_eff * r2, torch.sqrt(psi_eff**2 * r2**2 / d + psi_eff * r2)
 
 
-def gap_moments_memorizing(t: Tensor, d: int, var: float = 1.0) -> tuple[Tensor, Tensor]:
-    """(mean, sd) [same shape as t] of the memorizing denoiser's logit gap to a same-component point.
+def gap_moments_memorizing(t: Tensor, d: int | Tensor, var: float = 1.0) -> tuple[Tensor, Tensor]:
+    """(mean, sd) [broadcast of t and d] of the memorizing denoiser's logit gap to a same-component point.
 
     For x_t = alpha_t x_i + sigma_t z and another training point x_j of x_i's component:
     mean = psi_t d var (exact), sd = sqrt(d (3/2 psi_t^2 var^2 + psi_t var)), the spread
@@ -82,6 +91,7 @@ def gap_moments_memorizing(t: Tensor, d: int, var: float = 1.0) -> tuple[Tensor,
     """
     if not var > 0:
         raise ValueError(f"var={var} must be > 0")
+    d = _dimension(d)
     p = psi(t)
     return p * d * var, torch.sqrt(d * (1.5 * p**2 * var**2 + p * var))
 
@@ -94,10 +104,10 @@ def runner_up_gap(mean: Tensor, sd: Tensor, m: Tensor | int) -> Tensor:
     return mean - sd * expected_max_normal(m)
 
 
-def nearest_neighbour_c(t: Tensor, d: int, m: Tensor | int, var: float = 1.0) -> Tensor:
+def nearest_neighbour_c(t: Tensor, d: int | Tensor, m: Tensor | int, var: float = 1.0) -> Tensor:
     """The constant C of Theorem 3.2 predicted by a one-hot (nearest-neighbour) softmax.
 
-    C = 2 - sqrt(6 / d) E[max of m normals] / sqrt(1 + 2 / (3 psi_t var)) [broadcast of t, m].
+    C = 2 - sqrt(6 / d) E[max of m normals] / sqrt(1 + 2 / (3 psi_t var)) [broadcast of t, d, m].
 
     A training point x_i that pmem_M does not hold is sent to the memorized point x_j of
     its component that is nearest to x_t / alpha_t, at squared distance
@@ -109,7 +119,7 @@ def nearest_neighbour_c(t: Tensor, d: int, m: Tensor | int, var: float = 1.0) ->
     if not var > 0:
         raise ValueError(f"var={var} must be > 0")
     shrink = torch.sqrt(1 + 2 / (3 * psi(t) * var))
-    return 2 - math.sqrt(6 / d) * expected_max_normal(m) / shrink
+    return 2 - torch.sqrt(6 / _dimension(d)) * expected_max_normal(m) / shrink
 
 
 def nominal_xhat0(x: Tensor, t: Tensor | float, gmm: GMM) -> Tensor:

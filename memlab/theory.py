@@ -55,11 +55,11 @@ def softmax_bound(gap: Tensor, n: int, T: float = 1.0) -> Tensor:
     return 2 * (n - 1) * torch.exp(-gap / T)
 
 
-def set_bound(gap_S: Tensor, n: int, size: int, p: float, T: float = 1.0) -> Tensor:
+def set_bound(gap_S: Tensor, n: int, size: int | Tensor, p: float, T: float = 1.0) -> Tensor:
     """Lemma D.2: (1 + |S|)^(1/p) (n - |S|) exp(-gap_S / T).
 
     Bounds ||softmax(v/T) - softmax restricted to S||_p, where S (|S| = size) holds the
-    maximum of v and gap_S = max_S v - max_{not S} v.
+    maximum of v and gap_S = max_S v - max_{not S} v; size may be a tensor of sizes (one per row).
     """
     _check_p(p)
     return (1 + size) ** (0.0 if math.isinf(p) else 1 / p) * (n - size) * torch.exp(-gap_S / T)
