@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.memlab-installed
 ARGS ?=
 
-.PHONY: book test clean
+.PHONY: book test results clean
 
 # Reinstall only when the pinned environment or the package metadata change.
 $(STAMP): requirements.lock pyproject.toml
@@ -22,6 +22,12 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
+
+# Trains and stores a profile's models (resumable): make results PROFILE=paper SEEDS="0 1 2"
+PROFILE ?= paper
+SEEDS ?=
+results: $(STAMP)
+	$(BIN)/python -m memlab.sweep --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
 
 # Removes everything the build made: the HTML, the executed chapters and their figures.
 clean:

@@ -271,8 +271,10 @@ glue("c_empty_components", K - len(problem.train_labels[:last_outside].unique())
 # {glue:text}`c_empty_components` of the {glue:text}`K` components have none) that a
 # training point of such a component is sent to a point of another component, far more than
 # $2 d \sigma_*^2$ away: the theorem's assumption that every component is represented fails.
-# As $M$ grows, more memorized points share each component and the softmax spreads over
-# several of them, pulling $\hat C$ from 2 towards 1.
+# As $M$ grows, each component holds more memorized points, and the nearest of them is
+# closer to a given training point than a typical one at squared distance $2 d \sigma_*^2$:
+# $\hat C$ falls below 2 even though the softmax still picks a single point (the softmax
+# sparsity chapter measures both effects against the dimension).
 #
 # ## The generalizing excess loss across time (Theorem 3.1)
 #

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib import pyplot as plt
+from IPython.display import Markdown
 from myst_nb import glue
 
 from memlab.denoisers import ideal, memorizing, partially_memorizing
@@ -50,13 +51,13 @@ seeds = prof.seeds[:n_seeds]
 setting, protocol = prof.setting, prof.protocol
 N = setting.N
 params = {"profile": prof.to_dict(), "seeds": list(seeds)}
-glue("profile", profile, display=False)
+glue("profile", Markdown(f"`{profile}`"), display=False)
 for name, value in {"N": N, "d": setting.d, "K": setting.K, "steps": protocol.steps, "n_dup": protocol.n_dup,
                     "peak_lr": protocol.peak_lr, "n_samples": prof.evaluation.n_samples}.items():
     glue(name, value, display=False)
 
 # %% [markdown]
-# This page shows the **{glue:text}`profile`** profile: $N$ = {glue:text}`N` training samples of
+# This page shows the **{glue:md}`profile`** profile: $N$ = {glue:text}`N` training samples of
 # a $K$ = {glue:text}`K` component mixture in dimension $d$ = {glue:text}`d`, trained for
 # {glue:text}`steps` steps with {glue:text}`n_dup` noise draws per sample and a peak learning
 # rate of {glue:text}`peak_lr`. Every figure's provenance file names the profile. The
@@ -118,7 +119,7 @@ publish(fig, "fig-phase_transition-memorization", models, params)
 #
 # Memorization ratio of the trained models against capacity (each point: DDIM samples of one
 # model, with its 95% Wilson interval; shaded: each seed's transition band). Profile
-# {glue:text}`profile`, {glue:text}`n_models` models over {glue:text}`n_seeds` seeds.
+# {glue:md}`profile`, {glue:text}`n_models` models over {glue:text}`n_seeds` seeds.
 # ```
 #
 # The first capacity that memorizes (ratio at least 1/2) is at $M_{pt}/N$ =
@@ -187,7 +188,7 @@ glue("mpt_seed0", m_pt[seed0] / N if m_pt[seed0] is not None else float("nan"), 
 #
 # Training (left) and held-out (right) loss at the representative time of the trained
 # models, of the partially memorizing denoisers with the same capacities, and of the ideal
-# and memorizing denoisers; first seed, profile {glue:text}`profile`.
+# and memorizing denoisers; first seed, profile {glue:md}`profile`.
 # ```
 #
 # On the first seed, the partially memorizing denoiser's training loss first falls to the
@@ -332,15 +333,15 @@ if stored_Ms:
             or abs(check["stored_var"] - check["recomputed_var"]) > 1e-5 * abs(check["stored_var"]) \
             or check["max_rel_train_loss_diff"] > 1e-5:
         raise RuntimeError(f"stored result of {ref.name} does not reproduce: {check}")
-    glue("audit_text", f"The audit retrained M = {check['M']} (seed {check['seed']}) in "
+    glue("audit_text", Markdown(f"The audit retrained M = {check['M']} (seed {check['seed']}) in "
          f"{check['recompute_seconds']:.0f} s: memorization ratio {check['recomputed_memorization']:.2f} "
          f"(stored {check['stored_memorization']:.2f}), variance {check['recomputed_var']:.4g} "
          f"(stored {check['stored_var']:.4g}), training losses within a relative "
-         f"{check['max_rel_train_loss_diff']:.1e} of the stored ones.", display=False)
+         f"{check['max_rel_train_loss_diff']:.1e} of the stored ones."), display=False)
 else:
     check = {}
-    glue("audit_text", f"No stored result of the {ref.name} profile to audit.", display=False)
+    glue("audit_text", Markdown(f"No stored result of the {ref.name} profile to audit."), display=False)
 pd.Series(check, dtype=object)
 
 # %% [markdown]
-# {glue:text}`audit_text`
+# {glue:md}`audit_text`

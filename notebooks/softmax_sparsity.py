@@ -43,6 +43,7 @@ import pandas as pd
 import torch
 from matplotlib import colors, ticker
 from matplotlib import pyplot as plt
+from IPython.display import Markdown
 from myst_nb import glue
 
 from memlab.denoisers import ideal, logits, memorizing, partially_memorizing, xhat0
@@ -748,7 +749,7 @@ for label, d in (("dmin", dims[0]), ("paper", d_paper), ("dmax", dims[-1])):
     glue(f"rel31_{label}", float(rep_draws.loc[d, "relative error 3.1"]), display=False)
     glue(f"rel32_{label}", float(rep_draws.loc[d, "relative error 3.2, C=2"]), display=False)
 c1_dims = [d for d in dims if abs(rep_draws.loc[d, "C"] - 1) <= tolerance]
-glue("c1_dims", ", ".join(str(d) for d in c1_dims) if c1_dims else "none of the sweep", display=False)
+glue("c1_dims", Markdown(", ".join(str(d) for d in c1_dims) if c1_dims else "none of the sweep"), display=False)
 glue("C_spread_paper", float(draws.loc[draws["d"] == d_paper, "C"].std()), display=False)
 glue("pmem_eff_paper", float(rep.loc[d_paper, "pmem effective number"]), display=False)
 glue("C_single_paper", float(rep.loc[d_paper, "C"]), display=False)
@@ -820,7 +821,7 @@ validity.round(3)
 # measured $\hat C$ to within {glue:text}`c_pred_error:.3f`. At $d$ = {glue:text}`d_max` the
 # approximation with $C = 2$ holds at every grid time up to $t$ = {glue:text}`t32_dmax:.3f`. The
 # released code's $C = 1$ is within {glue:text}`tolerance:.0%` at the representative time only at
-# $d$ = {glue:text}`c1_dims`, where $\hat C$ passes through 1 on its way up.
+# $d$ = {glue:md}`c1_dims`, where $\hat C$ passes through 1 on its way up.
 #
 # The measurement also revises the paper's explanation of $C$ at moderate $d$. The paper reads
 # $C$ between 1 and 2 as the softmax spreading over several memorized points ($C \to 1$) or one
