@@ -6,8 +6,8 @@ A chapter is a Jupytext percent-format notebook ``notebooks/<name>.py``. The dri
 converts it, executes it with papermill in ``book/chapters/`` (so a chapter writes its
 figure files under ``figures/``) and writes the executed notebook atomically to
 ``book/chapters/<name>.ipynb``. That notebook carries a build key in its metadata: a
-sha256 over the chapter source, every ``memlab/*.py`` file, the parameters and
-``requirements.lock``. A chapter is executed again exactly when its key changes (or with
+sha256 over the chapter source, every ``memlab/*.py`` file, the parameters,
+``requirements.lock`` and the stored results (``results/``). A chapter is executed again exactly when its key changes (or with
 ``--force``), so the rendered results are never stale.
 
 A chapter that fails leaves no ``<name>.ipynb`` (nothing stale is rendered) and is kept
@@ -75,6 +75,7 @@ class BookPaths:
     chapters: Path  # executed chapters <name>.ipynb; the working directory of each execution
     package: Path  # every *.py file below it enters the build key
     lock: Path  # the pinned environment; enters the build key
+    results: Path  # the results store; its stored entries enter the build key
 
     @classmethod
     def at(cls, root: Path) -> BookPaths:
@@ -86,6 +87,7 @@ class BookPaths:
             chapters=root / CHAPTER_DIR,
             package=root / "memlab",
             lock=root / "requirements.lock",
+            results=root / "results",
         )
 
     @property
@@ -208,8 +210,11 @@ def check_parameters(chapter: str, parameters: Mapping[str, Any], declared: Mapp
             )
 
 
-def build_key(source: Path, package: Path, lock: Path, parameters: Mapping[str, Any]) -> str:
-    """sha256 over the chapter source, every package ``*.py`` file, the parameters and the lock file.
+def build_key(source: Path, package: Path, lock: Path, parameters: Mapping[str, Any],
+              results: Path | None = None) -> str:
+    """sha256 over the chapter source, every package ``*.py`` file, the parameters, the lock file
+    and the stored results (every ``results/<profile>/*.json`` entry but checkpoints; not the
+    ``ci`` profile, which the chapters recompute from the code and so adds nothing to the key).
 
     File contents count, not modification times; the parameters count as canonical JSON,
     so their order does not matter but their types do (``1`` differs from ``1.0``).
@@ -226,6 +231,10 @@ def build_key(source: Path, package: Path, lock: Path, parameters: Mapping[str, 
             feed(f"package/{path.relative_to(package).as_posix()}", path.read_bytes())
     feed("parameters", json.dumps(dict(parameters), sort_keys=True, separators=(",", ":")).encode())
     feed("lock", Path(lock).read_bytes())
+    if results is not None and Path(results).is_dir():
+        for path in sorted(Path(results).glob("*/*.json")):
+            if path.parent.name != "ci" and not path.name.endswith(".ckpt.json"):
+                feed(f"results/{path.relative_to(results).as_posix()}", path.read_bytes())
     return digest.hexdigest()
 
 
@@ -251,7 +260,7 @@ def prepare(chapter: str, paths: BookPaths, parameters: Mapping[str, Any]) -> tu
     except ValueError as error:
         raise ValueError(f"chapter '{chapter}' ({source}): {error}") from None
     check_parameters(chapter, parameters, declared)
-    return nb, build_key(source, paths.package, paths.lock, parameters)
+    return nb, build_key(source, paths.package, paths.lock, parameters, paths.results)
 
 
 def is_current(chapter: str, paths: BookPaths, key: str) -> bool:

@@ -29,6 +29,7 @@ def make_book(tmp_path, body="print(n * scale)", chapters=("chap",)) -> book.Boo
         chapters=tmp_path / "book" / "chapters",
         package=tmp_path / "pkg",
         lock=tmp_path / "requirements.lock",
+        results=tmp_path / "results",
     )
     paths.notebooks.mkdir()
     paths.package.mkdir()
@@ -40,7 +41,7 @@ def make_book(tmp_path, body="print(n * scale)", chapters=("chap",)) -> book.Boo
 
 
 def key_of(paths: book.BookPaths, parameters=None, chapter="chap") -> str:
-    return book.build_key(paths.source(chapter), paths.package, paths.lock, parameters or {})
+    return book.build_key(paths.source(chapter), paths.package, paths.lock, parameters or {}, paths.results)
 
 
 def fake_execute(calls: list):
@@ -62,6 +63,11 @@ def fake_execute(calls: list):
 def test_build_key_is_stable_ignoring_parameter_order_and_modification_times(tmp_path):
     paths = make_book(tmp_path)
     key = key_of(paths, {"n": 1, "scale": 2.0})
+    # checkpoints and the ci profile (recomputed from the code) do not enter the key
+    (paths.results / "paper").mkdir(parents=True)
+    (paths.results / "paper" / "k.ckpt.json").write_text("{}")
+    (paths.results / "ci").mkdir()
+    (paths.results / "ci" / "k.json").write_text("{}")
     os.utime(paths.source("chap"), (1, 1))
     os.utime(paths.package / "mod.py", (1, 1))
     (paths.package / "__pycache__").mkdir()
@@ -80,6 +86,7 @@ def test_build_key_is_stable_ignoring_parameter_order_and_modification_times(tmp
         "parameter value",
         "parameter type",
         "new parameter",
+        "new stored result",
     ],
 )
 def test_build_key_changes_with_every_input(tmp_path, change):
@@ -97,6 +104,9 @@ def test_build_key_changes_with_every_input(tmp_path, change):
         (paths.package / "sub" / "deep.py").write_text("")
     elif change == "lock":
         paths.lock.write_text("numpy==2.4.7\n")
+    elif change == "new stored result":
+        (paths.results / "paper").mkdir(parents=True)
+        (paths.results / "paper" / "abc.json").write_text("{}")
     elif change == "parameter value":
         parameters = {"n": 2}
     elif change == "parameter type":
