@@ -15,9 +15,9 @@
 #
 # Later chapters train thousands of GMM denoisers, so the trainer is this book's hot path.
 # This appendix runs the benchmark `benchmarks/train_throughput.py` while the book is built,
-# on whatever machine builds it: the paper's protocol at its main setting ($N = 200$,
-# $d = 50$, 100 noise draws per sample, so a batch of 20,000 noisy points per step) for
-# the ten models of the coarse grid $M = 20, 40, \dots, 200$, measured side by side against
+# on whatever machine builds it: the paper's protocol at its main setting (a batch of
+# $N \times N_{dup}$ noisy points per step, the sizes listed in the table below) for the ten
+# models of the coarse grid $M = N/10, \dots, N$, measured side by side against
 #
 # - a plain PyTorch loop that trains the same models one at a time with autograd,
 #   `torch.optim.Adam` and the same EMA of the updates, and
@@ -46,6 +46,8 @@ for key in ("speedup_vs_plain", "fraction_of_peak", "memlab_gflops", "plain_gflo
             "paper_coarse_grid_hours_per_seed"):
     glue(key, float(result[key]), display=False)
 glue("threads", int(result["threads"]), display=False)
+setup = result["setting"]
+print(f"N = {setup['N']}, d = {setup['d']}, N_dup = {setup['n_dup']}, M = {setup['Ms']}")
 pd.DataFrame({
     "memlab (all models at once)": [result["memlab_seconds_per_step"], result["memlab_model_steps_per_second"],
                                     result["memlab_gflops"]],

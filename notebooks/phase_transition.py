@@ -27,6 +27,7 @@ reference: str = "paper_small"  # the stored profile the ci protocol is checked 
 
 # %%
 import tempfile
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -35,6 +36,10 @@ import torch
 from matplotlib import pyplot as plt
 from IPython.display import Markdown
 from myst_nb import glue
+
+from tqdm import TqdmWarning
+
+warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: tqdm prints text bars
 
 from memlab.denoisers import ideal, memorizing, partially_memorizing
 from memlab.evaluate import evaluate
@@ -55,6 +60,7 @@ setting, protocol = prof.setting, prof.protocol
 N = setting.N
 params = {"profile": prof.to_dict(), "seeds": list(seeds)}
 glue("profile", Markdown(f"`{profile}`"), display=False)
+glue("refine", prof.refine, display=False)
 for name, value in {"N": N, "d": setting.d, "K": setting.K, "steps": protocol.steps, "n_dup": protocol.n_dup,
                     "peak_lr": protocol.peak_lr, "n_samples": prof.evaluation.n_samples}.items():
     glue(name, value, display=False)
@@ -73,7 +79,7 @@ pd.DataFrame({"this profile": protocol.to_dict(), "paper": paper_protocol}).asty
 # %% [markdown]
 # Each seed draws its own data and trains the coarse grid $M = N/10, 2N/10, \dots, N$;
 # the transition band is located on it (from the last $M$ with memorization ratio below 0.1
-# to the first at or above 0.9), and about ten more capacities refine the band. Trained
+# to the first at or above 0.9), and {glue:text}`refine` more capacities refine the band. Trained
 # models come from the results store when their key (data, protocol, seed, code version)
 # matches, and are trained otherwise.
 
@@ -257,12 +263,12 @@ glue("seed_band_width", float((band["max"] - band["min"]).max()), display=False)
 # %% [markdown]
 # ## The ci profile, and how it compares with the paper's protocol
 #
-# The paper's protocol (50,000 full-batch steps with 100 noise draws per sample) costs hours
+# The paper's protocol ({glue:text}`paper_steps:,.0f` full-batch steps with {glue:text}`paper_n_dup` noise draws per sample) costs hours
 # per seed on a laptop CPU at the paper's main setting (see the performance appendix). The
 # `ci` profile is the cheap stand-in that CI computes from scratch: the smallest setting of
-# the paper's own sweep, 10 instead of 100 noise draws per sample, fewer seeds and a shorter
+# the paper's own sweep, {glue:text}`ci_n_dup` instead of {glue:text}`paper_n_dup` noise draws per sample, fewer seeds and a shorter
 # refinement, but the paper's number of steps and learning rate. Those two cannot be cut:
-# the learned variance starts at $10^{-6}$ and has to grow by orders of magnitude before a
+# the learned variance starts at {glue:text}`init_var:.0e` and has to grow by orders of magnitude before a
 # small model can generalize, and it grows slowly. Here is the smallest model of the ci coarse
 # grid ($M$ = {glue:text}`probe_M`, first seed) trained with a tenth of the steps, and with a
 # tenth of the steps at ten times the peak learning rate, against the full run:
@@ -285,6 +291,10 @@ full = run_models(ci, ci.seeds[0], [probe_M], Store(STORE / "ci"), progress=Fals
 probe_rows.append({"protocol": "ci (full steps)", "steps": ci.protocol.steps, "peak_lr": ci.protocol.peak_lr,
                    "learned variance": full["var"], "memorization": full["memorization"]})
 glue("probe_M", probe_M, display=False)
+glue("paper_steps", PROFILES["paper"].protocol.steps, display=False)
+glue("paper_n_dup", PROFILES["paper"].protocol.n_dup, display=False)
+glue("ci_n_dup", ci.protocol.n_dup, display=False)
+glue("init_var", ci.protocol.init_var, display=False)
 glue("probe_short_var", probe_rows[0]["learned variance"], display=False)
 glue("probe_fast_var", probe_rows[1]["learned variance"], display=False)
 glue("probe_full_var", full["var"], display=False)
