@@ -47,11 +47,11 @@ from memlab.schedule import REPRESENTATIVE_INDEX, psi, representative_time, time
 from memlab.theory import generalizing_excess, memorizing_excess
 
 use_style()
+problem = make_problem(N, d, K, torch.Generator().manual_seed(seed), var=var_star)  # checks N, d, K
 if not 1 <= n_capacities <= N:
     raise ValueError(f"n_capacities={n_capacities} must lie in [1, N={N}]")
 params = dict(N=N, d=d, K=K, var_star=var_star, seed=seed, n_noise=n_noise, n_samples=n_samples,
               n_capacities=n_capacities)
-problem = make_problem(N, d, K, torch.Generator().manual_seed(seed), var=var_star)
 times = time_grid()
 t_rep = representative_time()
 glue("t_rep", float(t_rep), display=False)
