@@ -112,22 +112,22 @@ def model_spec(profile: Profile, seed: int, M: int) -> dict:
 
 
 def _state_arrays(state: TrainState) -> dict[str, np.ndarray]:
-    arrays = {k: v.numpy() for k, v in state.tensors().items()}
+    arrays = {k: v.cpu().numpy() for k, v in state.tensors().items()}
     arrays["losses"] = np.asarray(state.losses, dtype=np.float64).reshape(-1, len(state.Ms))
     return arrays
 
 
-def _state_from(record: dict, arrays: dict[str, np.ndarray]) -> TrainState:
-    tensors = {k: torch.from_numpy(arrays[k].copy()) for k in ("means", "scale", "m_means", "v_means", "e_means",
-                                                                  "m_scale", "v_scale", "e_scale")}
+def _state_from(record: dict, arrays: dict[str, np.ndarray], device: str) -> TrainState:
+    names = ("means", "scale", "m_means", "v_means", "e_means", "m_scale", "v_scale", "e_scale")
+    tensors = {k: torch.from_numpy(arrays[k].copy()).to(device) for k in names}
     return TrainState(record["Ms"], **tensors, step=record["step"], losses=arrays["losses"].tolist(),
                       seconds=record["seconds"])
 
 
 def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, progress: bool = True,
-               problem: Problem | None = None, train_missing: bool = True) -> list[dict]:
+               problem: Problem | None = None, train_missing: bool = True, device: str = "cpu") -> list[dict]:
     """Records of the models (profile, seed, M) for M in Ms: from the store, training what is missing
-    (or, with train_missing=False, raising LookupError that names what is missing)."""
+    on `device` (or, with train_missing=False, raising LookupError that names what is missing)."""
     problem = profile.setting.problem(seed) if problem is None else problem
     keys = {M: make_key(model_spec(profile, seed, M)) for M in Ms}
     found = {M: store.get(keys[M]) for M in Ms}
@@ -139,7 +139,7 @@ def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, pro
     if todo:
         group = make_key({"group": [model_spec(profile, seed, M) for M in todo]})
         resume = store.get(group, ".ckpt")
-        state = _state_from(*resume) if resume else init_state(problem, todo, profile.protocol, seed)
+        state = _state_from(*resume, device) if resume else init_state(problem, todo, profile.protocol, seed, device)
         while state.step < profile.protocol.steps:
             train(problem, state, profile.protocol, seed, until=state.step + profile.checkpoint_every,
                   progress=progress)
@@ -151,23 +151,23 @@ def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, pro
             M = todo[r]
             record.update(spec=model_spec(profile, seed, M), profile=profile.name,
                           group_Ms=todo, group_seconds=state.seconds, loss_curve=losses[:, r].tolist())
-            store.put(keys[M], record, {"means": state.means[r, :M].float().numpy(),
-                                        "scale": state.scale[r:r + 1].float().numpy()})
+            store.put(keys[M], record, {"means": state.means[r, :M].float().cpu().numpy(),
+                                        "scale": state.scale[r:r + 1].float().cpu().numpy()})
             found[M] = store.get(keys[M])
         store.drop(group, ".ckpt")
     return [found[M][0] for M in Ms]
 
 
 def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True,
-                     train_missing: bool = True) -> dict:
+                     train_missing: bool = True, device: str = "cpu") -> dict:
     """The two-stage grid for one seed: coarse grid, transition band, refinement, M_pt."""
     problem = profile.setting.problem(seed)
     coarse = coarse_grid(profile.setting.N)
-    coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing)
+    coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing, device)
     ratios = [r["memorization"] for r in coarse_records]
     start, end = transition_band(coarse, ratios)
     fine = refine_grid(start, end, coarse, profile.refine)
-    fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing) if fine else []
+    fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing, device) if fine else []
     records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
     return {"seed": seed, "band": (start, end), "records": records,
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}

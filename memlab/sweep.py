@@ -1,6 +1,6 @@
 """Command line: run a profile's phase-transition sweep into the results store, resumably.
 
-    python -m memlab.sweep --profile paper --seeds 0 1 2 [--store results] [--threads N]
+    python -m memlab.sweep --profile paper --seeds 0 1 2 [--store results] [--threads N] [--device cuda]
 
 Interrupt it at any time: finished models are stored, the models in training are
 checkpointed every `checkpoint_every` steps, and the next run picks up from there.
@@ -28,16 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="*", help="default: the profile's seeds")
     parser.add_argument("--store", type=Path, default=STORE)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads={args.threads} must be >= 1")
         torch.set_num_threads(args.threads)
+    if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
+        parser.error(f"--device={args.device!r} must be 'cpu' or, on a machine with a GPU, 'cuda'")
     profile = get_profile(args.profile)
     store = Store(args.store / profile.name)
     for seed in (profile.seeds if args.seeds is None else args.seeds):
         start = time.perf_counter()
-        result = phase_transition(profile, seed, store)
+        result = phase_transition(profile, seed, store, device=args.device)
         curve = " ".join(f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
         print(f"profile={profile.name} seed={seed} M_pt={result['M_pt']} band={result['band']} "
               f"({time.perf_counter() - start:.0f} s)\n  M:ratio {curve}", flush=True)

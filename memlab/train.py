@@ -6,17 +6,22 @@ same noisy batch for every model); eps-prediction loss (1/(N N_dup)) sum ||epsha
 Adam; learning rate warmed up linearly over the first 10% of steps to the peak, then decayed
 linearly to the final rate; the applied step is the debiased EMA(0.99) of the Adam updates.
 
-The gradient is written out by hand and evaluated in cache-sized blocks of the batch, so
-that the [B, M] logits never leave the cache (see PERFORMANCE.md); `loss_and_grad` is
-checked against autograd in the tests. Models never interact: training R models together
-gives the same numbers as training each alone with the same seed.
+All R models run as one padded batch ([R, M_max, d] means with a mask), so a step costs a
+few dozen tensor operations whatever R is; the gradient is written out by hand and evaluated
+in blocks of the batch that stay in cache on the CPU (see PERFORMANCE.md), the whole batch at
+once on a GPU; `loss_and_grad` is checked against autograd in the tests. The noise is drawn
+on the CPU on every device, so a GPU run sees the same noise as a CPU run. Models never
+interact: training R models together gives the same numbers (up to rounding) as training
+each alone with the same seed.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -85,65 +90,64 @@ def learning_rate(protocol: Protocol, k: int) -> float:
     return protocol.peak_lr + (protocol.final_lr - protocol.peak_lr) * (k - warm) / rest
 
 
-BLOCK_ELEMENTS = 1 << 17
-"""Our choice: rows of the noisy batch per block are BLOCK_ELEMENTS // M, so a [rows, M]
-float32 logits block is 512 KiB and stays in cache. Changes rounding only, not results."""
+BLOCK_ELEMENTS = {"cpu": 1 << 17, "cuda": 1 << 27}
+"""Our choice: the batch is processed in blocks of rows so that one [R, rows, M] logits block
+has about this many elements: 512 KiB in float32 on the CPU (it stays in cache, see
+PERFORMANCE.md), the whole batch at once on a GPU. Changes rounding only, not results."""
 
 
-def loss_and_grad(means: Tensor, scale: Tensor, x: Tensor, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Eps loss of one GMM denoiser and its gradient, written out by hand.
+def loss_and_grad(means: Tensor, mask: Tensor, scale: Tensor, x: Tensor, t: Tensor,
+                  z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Eps losses of R GMM denoisers and their gradients, written out by hand.
 
-    loss = (1/B) sum_b ||epshat(x_b, t_b) - z_b||^2 at the noisy points x_b = alpha x0_b + sigma z_b;
-    means [M, d], scale [] (variance scale^2), x [B, d], t [B], z [B, d].
-    Returns (loss [], d loss / d means [M, d], d loss / d scale []).
+    means [R, M, d] (model r uses the rows where mask [R, M] is True; the others must be zero),
+    scale [R] (variance scale^2); x [B, d] = alpha x0 + sigma z, t [B], z [B, d], shared by all models.
+    loss_r = (1/B) sum_b ||epshat_r(x_b, t_b) - z_b||^2. Returns (loss [R], d loss / d means
+    [R, M, d], zero on padding, d loss / d scale [R]).
 
-    With v = alpha^2 s2 + sigma^2, c1 = sigma^2 / v, c2 = alpha s2 / v, m = p @ means:
+    Per model, with v = alpha^2 s2 + sigma^2, c1 = sigma^2 / v, c2 = alpha s2 / v, m = p @ means:
       xhat0 = c1 m + c2 x,  g = d loss / d xhat0 = -(2 alpha / sigma) (epshat - z) / B,
       d/dp_i = c1 <g, mu_i>,  d/dw_i = p_i (c1 <g, mu_i> - c1 <g, m>),
       w_i = <[alpha x / v, -alpha^2 / (2 v)], [mu_i, ||mu_i||^2]> (one product for the logits).
-    The [B, M] work runs in blocks of rows that stay in cache.
     """
-    M, d = means.shape
+    R, M, d = means.shape
     B = x.shape[0]
-    var = scale**2
-    a, sg = alpha(t)[:, None], sigma(t)[:, None]                             # [B, 1]
-    v = a**2 * var + sg**2
+    var = (scale**2)[:, None, None]                                          # [R, 1, 1]
+    a, sg = alpha(t)[None, :, None], sigma(t)[None, :, None]                 # [1, B, 1]
+    v = a**2 * var + sg**2                                                   # [R, B, 1]
     c1, c2 = sg**2 / v, a * var / v
-    xs = torch.cat([x * (a / v), -(a**2) / (2 * v)], dim=1)                  # [B, d+1]
-    base = (x * (1 - a * c2) / sg - z)                                       # epshat - z = base - (a c1 / sg) m
-    k_m = a * c1 / sg
+    k_m = a * c1 / sg                                                        # epshat - z = base - k_m m
     k_g = -2 * a / (sg * B)
-    aug = torch.cat([means, (means**2).sum(1, keepdim=True)], dim=1)          # [M, d+1]
+    aug = torch.cat([means, (means**2).sum(2, keepdim=True)], dim=2)         # [R, M, d+1]
+    pad = ~mask[:, None, :]
+    low = torch.finfo(means.dtype).min                                       # exp(low - max) = 0, 0 * low = 0
     g_aug = torch.zeros_like(aug)
     g_direct = torch.zeros_like(means)
-    total = torch.zeros((), dtype=means.dtype)
-    gms, gxs = [], []
-    rows = max(1, BLOCK_ELEMENTS // M)
+    total = torch.zeros(R, dtype=means.dtype, device=means.device)
+    g_var = torch.zeros(R, dtype=means.dtype, device=means.device)
+    block = BLOCK_ELEMENTS["cpu" if means.device.type == "cpu" else "cuda"]
+    rows = max(1, block // (R * M))
     for lo in range(0, B, rows):
         blk = slice(lo, lo + rows)
-        xs_b = xs[blk]
-        w = xs_b @ aug.T                                                     # [b, M] logits
-        p = torch.softmax(w, dim=1)
-        m = p @ means                                                        # [b, d]
-        r = torch.addcmul(base[blk], k_m[blk], m, value=-1)                  # epshat - z
-        total += r.pow(2).sum()
-        g = r * k_g[blk]                                                     # d loss / d xhat0
-        gm = torch.linalg.vecdot(g, m)[:, None]                              # d / d c1
-        gms.append(gm)
-        gxs.append(torch.linalg.vecdot(g, x[blk])[:, None])                 # d / d c2
-        c1g = c1[blk] * g
-        gw = c1g @ means.T                                                   # d / d p
-        gw.sub_(c1[blk] * gm).mul_(p)                                        # d / d w
-        gxs[-1] = torch.cat([gxs[-1], -torch.linalg.vecdot(gw, w)[:, None]], dim=1)
-        g_aug.addmm_(gw.T, xs_b)
-        g_direct.addmm_(p.T, c1g)
-    gm = torch.cat(gms)
-    gx, gwv = torch.cat(gxs).unbind(1)
-    gv = gwv[:, None] / v                                                    # d / d v through w = u / v
-    gx = gx[:, None]
-    # v, c1, c2 depend on s2: dv/ds2 = a^2, dc1/dv = -c1/v, dc2/ds2 = a/v - c2 a^2 / v
-    g_var = ((gv - gm * c1 / v - gx * c2 / v) * a**2 + gx * a / v).sum()
-    g_means = g_direct + g_aug[:, :d] + 2 * g_aug[:, d:] * means
+        xb, a_b, sg_b, v_b, c1_b, c2_b = x[blk], a[:, blk], sg[:, blk], v[:, blk], c1[:, blk], c2[:, blk]
+        xs = torch.cat([xb * (a_b / v_b), (-(a_b**2) / (2 * v_b)).expand(R, -1, 1)], dim=2)   # [R, b, d+1]
+        w = torch.bmm(xs, aug.transpose(1, 2)).masked_fill_(pad, low)       # [R, b, M] logits
+        p = torch.softmax(w, dim=2)
+        m = torch.bmm(p, means)                                              # [R, b, d]
+        r = (xb * (1 - a_b * c2_b) / sg_b - z[blk]).sub_(k_m[:, blk] * m)    # epshat - z
+        total += r.pow(2).sum((1, 2))
+        g = r.mul_(k_g[:, blk])                                              # d loss / d xhat0
+        gm = torch.linalg.vecdot(g, m)[..., None]                            # d / d c1
+        gx = torch.linalg.vecdot(g, xb)[..., None]                           # d / d c2
+        c1g = c1_b * g
+        gw = torch.bmm(c1g, means.transpose(1, 2))                           # d / d p
+        gw.sub_(c1_b * gm).mul_(p)                                           # d / d w
+        gv = -torch.linalg.vecdot(gw, w)[..., None] / v_b                    # d / d v through w = u / v
+        # v, c1, c2 depend on s2: dv/ds2 = a^2, dc1/dv = -c1/v, dc2/ds2 = a/v - c2 a^2 / v
+        g_var += ((gv - gm * c1_b / v_b - gx * c2_b / v_b) * a_b**2 + gx * a_b / v_b).sum((1, 2))
+        g_aug.baddbmm_(gw.transpose(1, 2), xs)
+        g_direct.baddbmm_(p.transpose(1, 2), c1g)
+    g_means = g_direct + g_aug[..., :d] + 2 * g_aug[..., d:] * means
     return total / B, g_means, g_var * 2 * scale
 
 
@@ -185,17 +189,23 @@ class TrainState:
     losses: list[list[float]] = field(default_factory=list)   # [logged steps][R] training loss
     seconds: float = 0.0
 
+    @property
+    def mask(self) -> Tensor:
+        """[R, Mmax]: True where model r has a mean."""
+        return torch.arange(self.means.shape[1])[None, :] < torch.tensor(self.Ms)[:, None]
+
     def gmm(self) -> GMM:
-        mask = torch.arange(self.means.shape[1])[None, :] < torch.tensor(self.Ms)[:, None]
-        return GMM(self.means.double(), self.scale.double() ** 2, mask)
+        """The trained models as one padded GMM, in float64 on the CPU."""
+        return GMM(self.means.cpu().double(), self.scale.cpu().double() ** 2, self.mask)
 
     def tensors(self) -> dict[str, Tensor]:
         return {k: getattr(self, k) for k in ("means", "scale", "m_means", "v_means", "e_means",
                                               "m_scale", "v_scale", "e_scale")}
 
 
-def init_state(problem: Problem, Ms: Sequence[int], protocol: Protocol, seed: int) -> TrainState:
-    """Initial state of the models with capacities Ms (each initialised from model_seed(seed, M))."""
+def init_state(problem: Problem, Ms: Sequence[int], protocol: Protocol, seed: int,
+               device: str | torch.device = "cpu") -> TrainState:
+    """Initial state of the models with capacities Ms (each initialised from model_seed(seed, M)), on `device`."""
     Ms = [int(M) for M in Ms]
     if not Ms or any(M < 1 for M in Ms):
         raise ValueError(f"capacities Ms={Ms} must be a non-empty list of positive ints")
@@ -205,8 +215,23 @@ def init_state(problem: Problem, Ms: Sequence[int], protocol: Protocol, seed: in
         gen = torch.Generator().manual_seed(model_seed(seed, M))
         means[r, :M] = initial_means(problem, M, protocol, gen).to(dtype)
     scale = torch.full((len(Ms),), math.sqrt(protocol.init_var), dtype=dtype)
+    means, scale = means.to(device), scale.to(device)
     zeros, zs = torch.zeros_like(means), torch.zeros_like(scale)
     return TrainState(Ms, means, scale, zeros, zeros.clone(), zeros.clone(), zs, zs.clone(), zs.clone())
+
+
+GROUP_ELEMENTS = 1 << 21
+"""Our choice, measured (PERFORMANCE.md): on the CPU, models are trained as one padded batch
+while the [R, B, M_max] logits have at most this many elements (small problems, where the
+cost per operation dominates), and one at a time above it (large problems, where padding would
+waste compute). A GPU always takes all models at once."""
+
+
+def model_groups(Ms: Sequence[int], B: int, device: torch.device) -> list[slice]:
+    """Which models `train` evaluates together: slices of the model list."""
+    if device.type != "cpu" or B * len(Ms) * max(Ms) <= GROUP_ELEMENTS:
+        return [slice(0, len(Ms))]
+    return [slice(r, r + 1) for r in range(len(Ms))]
 
 
 def noise_generator(seed: int, step: int) -> torch.Generator:
@@ -215,44 +240,74 @@ def noise_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
 
 
+def draws(protocol: Protocol, seed: int, N: int, steps: range, grid: Tensor, d: int,
+          device: torch.device = torch.device("cpu"), workers: int = 0, lookahead: int = 32):
+    """The grid times [B] and noise [B, d] of each step in `steps`, on `device`, drawn on the CPU
+    from noise_generator(seed, step). With workers > 0 a pool of threads draws `lookahead` steps
+    ahead (for a GPU, so that the CPU's random numbers do not hold it up); the numbers are the same."""
+    pin = device.type == "cuda"
+
+    def draw(k: int) -> tuple[Tensor, Tensor]:
+        gen = noise_generator(seed, k)
+        t = grid[torch.randint(len(grid), (N,), generator=gen)].repeat(protocol.n_dup)
+        z = torch.randn(protocol.n_dup * N, d, generator=gen, dtype=grid.dtype)
+        return (t.pin_memory(), z.pin_memory()) if pin else (t, z)
+
+    def moved(tz: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        return tuple(a.to(device, non_blocking=pin) for a in tz)
+
+    if workers == 0:
+        yield from map(moved, map(draw, steps))
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = deque(pool.submit(draw, k) for k in steps[:lookahead])
+        for k in steps[lookahead:]:
+            done = pending.popleft().result()
+            pending.append(pool.submit(draw, k))
+            yield moved(done)
+        while pending:
+            yield moved(pending.popleft().result())
+
+
 def train(problem: Problem, state: TrainState, protocol: Protocol, seed: int, until: int | None = None,
           log_every: int = 100, progress: bool = True) -> TrainState:
-    """Advance `state` (in place) to step `until` (default: protocol.steps) and return it."""
+    """Advance `state` (in place, on its device) to step `until` (default: protocol.steps) and return it."""
     until = protocol.steps if until is None else min(until, protocol.steps)
-    dtype = protocol.torch_dtype
-    x0_all = problem.train.to(dtype)
+    dtype, device = protocol.torch_dtype, state.means.device
     grid = time_grid(dtype)
-    N, d = x0_all.shape
+    N, d = problem.train.shape
+    x0 = problem.train.to(dtype).repeat(protocol.n_dup, 1).to(device)
+    mask = state.mask.to(device)
+    groups = model_groups(state.Ms, protocol.n_dup * N, device)
     b1, b2, ema = protocol.beta1, protocol.beta2, protocol.ema
     bar = tqdm(total=protocol.steps, initial=state.step, desc=f"training {len(state.Ms)} models", disable=not progress,
                mininterval=2.0)
     start = time.perf_counter()
+    workers = 0 if device.type == "cpu" else 8
+    batches = draws(protocol, seed, N, range(state.step, until), grid, d, device, workers)
     while state.step < until:
         k = state.step
-        gen = noise_generator(seed, k)
-        t = grid[torch.randint(len(grid), (N,), generator=gen)].repeat(protocol.n_dup)
-        z = torch.randn(protocol.n_dup * N, d, generator=gen, dtype=dtype)
-        x = noisy(x0_all.repeat(protocol.n_dup, 1), t, z)                 # shared by all models
-        lr = learning_rate(protocol, k)
-        n = k + 1
-        losses = []
-        for r, M in enumerate(state.Ms):
-            loss, g_means, g_scale = loss_and_grad(state.means[r, :M], state.scale[r], x, t, z)
-            losses.append(float(loss))
-            norm = torch.sqrt(g_means.pow(2).sum() + g_scale**2)
-            if norm > protocol.clip_norm:
-                g_means, g_scale = g_means * (protocol.clip_norm / norm), g_scale * (protocol.clip_norm / norm)
-            for p, g, m1, m2, e in ((state.means[r, :M], g_means, state.m_means[r, :M], state.v_means[r, :M],
-                                     state.e_means[r, :M]),
-                                    (state.scale[r:r + 1], g_scale, state.m_scale[r:r + 1],
-                                     state.v_scale[r:r + 1], state.e_scale[r:r + 1])):
-                m1.mul_(b1).add_(g, alpha=1 - b1)
-                m2.mul_(b2).addcmul_(g, g, value=1 - b2)
-                update = -lr * (m1 / (1 - b1**n)) / (torch.sqrt(m2 / (1 - b2**n)) + protocol.adam_eps)
-                e.mul_(ema).add_(update, alpha=1 - ema)
-                p.add_(e / (1 - ema**n))
+        t, z = next(batches)
+        x = noisy(x0, t, z)
+        loss, g_means, g_scale = torch.empty_like(state.scale), torch.zeros_like(state.means), torch.empty_like(state.scale)
+        for b in groups:
+            Mb = max(state.Ms[b])
+            loss[b], g_means[b, :Mb], g_scale[b] = loss_and_grad(state.means[b, :Mb], mask[b, :Mb], state.scale[b],
+                                                                 x, t, z)
+        norm = torch.sqrt(g_means.pow(2).sum((1, 2)) + g_scale**2)
+        clip = torch.where(norm > protocol.clip_norm, protocol.clip_norm / norm, torch.ones_like(norm))
+        lr, n = learning_rate(protocol, k), k + 1
+        for p, g, m1, m2, e in ((state.means, g_means * clip[:, None, None], state.m_means, state.v_means,
+                                 state.e_means),
+                                (state.scale, g_scale * clip, state.m_scale, state.v_scale, state.e_scale)):
+            m1.mul_(b1).add_(g, alpha=1 - b1)
+            m2.mul_(b2).addcmul_(g, g, value=1 - b2)
+            update = (m1 / (1 - b1**n)).div_(torch.sqrt(m2 / (1 - b2**n)).add_(protocol.adam_eps)).mul_(-lr)
+            e.mul_(ema).add_(update, alpha=1 - ema)
+            p.add_(e / (1 - ema**n))
         state.step += 1
         if state.step % log_every == 0 or state.step == until:
+            losses = loss.tolist()
             state.losses.append(losses)
             bar.set_postfix(loss=f"{min(losses):.3g}..{max(losses):.3g}", refresh=False)
         bar.update(1)
