@@ -10,7 +10,7 @@ finished model, and a resumed one trains only what is missing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -67,6 +67,43 @@ PROFILES: dict[str, Profile] = {
     # of 100, two seeds and a shorter refinement.
     "ci": Profile("ci", Setting(50, 30, 3), Protocol(n_dup=10), seeds=(0, 1), refine=5, checkpoint_every=10_000),
 }
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Many settings trained with one profile's protocol (the linear-scaling chapter).
+
+    Each (setting, seeds) pair runs the two-stage grid of `base` on that setting; the entries go
+    to `base`'s store folder, so a model shared with the phase-transition chapter is trained once.
+    """
+
+    name: str
+    base: Profile
+    runs: tuple[tuple[Setting, tuple[int, ...]], ...]
+
+    def profile(self, setting: Setting) -> Profile:
+        return replace(self.base, setting=setting)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "base": self.base.to_dict(),
+                "runs": [{"setting": asdict(s), "seeds": list(seeds)} for s, seeds in self.runs]}
+
+
+SWEEPS: dict[str, Sweep] = {
+    # The paper's 64 settings with its 2 seeds, and N up to 400 at its main d and K with 3 seeds.
+    "paper": Sweep("paper", PROFILES["paper"], tuple(
+        [(Setting(N, d, K), (0, 1)) for N in (50, 100, 150, 200) for d in (30, 40, 50, 60) for K in (3, 6, 9, 12)]
+        + [(Setting(N, 50, 12), (0, 1, 2)) for N in (300, 400)])),
+    # The ci profile's setting at four sample sizes, two seeds each (N = 50 is the phase-transition
+    # chapter's); about 12 minutes on 2 cores.
+    "ci": Sweep("ci", PROFILES["ci"], tuple((Setting(N, 30, 3), (0, 1)) for N in (20, 30, 40, 50))),
+}
+
+
+def get_sweep(name: str) -> Sweep:
+    if name not in SWEEPS:
+        raise ValueError(f"sweep={name!r} must be one of {sorted(SWEEPS)}")
+    return SWEEPS[name]
 
 
 def get_profile(name: str) -> Profile:

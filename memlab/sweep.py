@@ -1,6 +1,10 @@
 """Command line: run a profile's phase-transition sweep into the results store, resumably.
 
     python -m memlab.sweep --profile paper --seeds 0 1 2 [--store results] [--threads N] [--device cuda]
+    python -m memlab.sweep --scaling paper [--store results] [--threads N] [--device cuda]
+
+--profile runs one setting's seeds (the phase-transition chapter); --scaling runs every
+setting and seed of a linear-scaling sweep (the linear-scaling chapter).
 
 Interrupt it at any time: finished models are stored, the models in training are
 checkpointed every `checkpoint_every` steps, and the next run picks up from there.
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from memlab.experiments import PROFILES, get_profile, phase_transition
+from memlab.experiments import PROFILES, SWEEPS, get_profile, phase_transition
 from memlab.store import Store
 
 STORE = Path(__file__).resolve().parent.parent / "results"
@@ -24,8 +28,10 @@ STORE = Path(__file__).resolve().parent.parent / "results"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
-    parser.add_argument("--seeds", type=int, nargs="*", help="default: the profile's seeds")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--profile", choices=sorted(PROFILES))
+    which.add_argument("--scaling", choices=sorted(SWEEPS))
+    parser.add_argument("--seeds", type=int, nargs="*", help="default: the profile's seeds (--profile only)")
     parser.add_argument("--store", type=Path, default=STORE)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
@@ -36,14 +42,22 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
         parser.error(f"--device={args.device!r} must be 'cpu' or, on a machine with a GPU, 'cuda'")
-    profile = get_profile(args.profile)
-    store = Store(args.store / profile.name)
-    for seed in (profile.seeds if args.seeds is None else args.seeds):
-        start = time.perf_counter()
-        result = phase_transition(profile, seed, store, device=args.device)
-        curve = " ".join(f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
-        print(f"profile={profile.name} seed={seed} M_pt={result['M_pt']} band={result['band']} "
-              f"({time.perf_counter() - start:.0f} s)\n  M:ratio {curve}", flush=True)
+    if args.scaling and args.seeds is not None:
+        parser.error("--seeds goes with --profile; a --scaling sweep names its own seeds")
+    if args.profile:
+        profile = get_profile(args.profile)
+        runs = [(profile, profile.seeds if args.seeds is None else args.seeds)]
+    else:
+        sweep = SWEEPS[args.scaling]
+        runs = [(sweep.profile(setting), seeds) for setting, seeds in sweep.runs]
+    for profile, seeds in runs:
+        store = Store(args.store / profile.name)
+        for seed in seeds:
+            start = time.perf_counter()
+            result = phase_transition(profile, seed, store, device=args.device)
+            curve = " ".join(f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
+            print(f"profile={profile.name} setting={profile.setting} seed={seed} M_pt={result['M_pt']} "
+                  f"band={result['band']} ({time.perf_counter() - start:.0f} s)\n  M:ratio {curve}", flush=True)
     return 0
 
 
