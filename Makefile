@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.memlab-installed
 ARGS ?=
 
-.PHONY: book test results clean
+.PHONY: book test results gpu-results clean
 
 # Reinstall only when the pinned environment or the package metadata change.
 $(STAMP): requirements.lock pyproject.toml
@@ -28,6 +28,17 @@ PROFILE ?= paper
 SEEDS ?=
 results: $(STAMP)
 	$(BIN)/python -m memlab.sweep --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
+
+# Paper-scale runs on a GPU machine, with that machine's own python3 and PyTorch (no .venv):
+#   make gpu-results OUT=<folder> [MINUTES=8]
+# trains what is missing of the paper profile, then of the paper scaling sweep, on the GPU,
+# stops at the first checkpoint after MINUTES, and packs results/paper (finished models and
+# checkpoints) into OUT/results-paper.tar.gz. Unpack it here (tar xzf) and commit; rerun to resume.
+MINUTES ?= 8
+OUT ?= .
+gpu-results:
+	PYTHONPATH=. python3 -m memlab.sweep --profile paper --scaling paper --device cuda --minutes $(MINUTES); \
+	status=$$?; tar czf $(OUT)/results-paper.tar.gz results/paper; exit $$status
 
 # Removes everything the build made: the HTML, the executed chapters and their figures.
 clean:

@@ -9,6 +9,7 @@ finished model, and a resumed one trains only what is missing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
@@ -51,6 +52,7 @@ class Profile:
     evaluation: EvalSpec = field(default_factory=EvalSpec)
     refine: int = 10                  # extra capacities inside the transition band (SPEC 6: about 10)
     checkpoint_every: int = 2_000     # steps between checkpoints (our choice)
+    keep_means: bool = True           # store each model's learned means (not in the key; sweeps omit them)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,7 +84,8 @@ class Sweep:
     runs: tuple[tuple[Setting, tuple[int, ...]], ...]
 
     def profile(self, setting: Setting) -> Profile:
-        return replace(self.base, setting=setting)
+        """The base profile on `setting`; its entries keep the evaluation, not the learned means."""
+        return replace(self.base, setting=setting, keep_means=False)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "base": self.base.to_dict(),
@@ -161,10 +164,18 @@ def _state_from(record: dict, arrays: dict[str, np.ndarray], device: str) -> Tra
                       seconds=record["seconds"])
 
 
+class OutOfTime(RuntimeError):
+    """A sweep reached its deadline; its progress is checkpointed and the next run resumes it."""
+
+
 def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, progress: bool = True,
-               problem: Problem | None = None, train_missing: bool = True, device: str = "cpu") -> list[dict]:
+               problem: Problem | None = None, train_missing: bool = True, device: str = "cpu",
+               deadline: float | None = None) -> list[dict]:
     """Records of the models (profile, seed, M) for M in Ms: from the store, training what is missing
-    on `device` (or, with train_missing=False, raising LookupError that names what is missing)."""
+    on `device` (or, with train_missing=False, raising LookupError that names what is missing).
+
+    deadline: a time.monotonic() after which training stops at its next checkpoint (OutOfTime).
+    """
     problem = profile.setting.problem(seed) if problem is None else problem
     keys = {M: make_key(model_spec(profile, seed, M)) for M in Ms}
     found = {M: store.get(keys[M]) for M in Ms}
@@ -183,28 +194,35 @@ def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, pro
             if state.step < profile.protocol.steps:
                 store.put(group, {"Ms": state.Ms, "step": state.step, "seconds": state.seconds},
                           _state_arrays(state), kind=".ckpt")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise OutOfTime(f"stopped at step {state.step} of {profile.protocol.steps} "
+                                    f"(profile {profile.name!r}, seed {seed}, M={todo}); rerun to resume")
         losses = np.asarray(state.losses).reshape(-1, len(todo))
         for r, record in enumerate(evaluate(state.gmm(), problem, profile.evaluation, seed)):
             M = todo[r]
-            record.update(spec=model_spec(profile, seed, M), profile=profile.name,
-                          group_Ms=todo, group_seconds=state.seconds, loss_curve=losses[:, r].tolist())
-            store.put(keys[M], record, {"means": state.means[r, :M].float().cpu().numpy(),
-                                        "scale": state.scale[r:r + 1].float().cpu().numpy()})
+            record.update(spec=model_spec(profile, seed, M), profile=profile.name, group_Ms=todo,
+                          group_seconds=state.seconds)
+            arrays = {"scale": state.scale[r:r + 1].float().cpu().numpy(),
+                      "loss_curve": losses[:, r].astype(np.float32)}        # training loss every 100 steps
+            if profile.keep_means:
+                arrays["means"] = state.means[r, :M].float().cpu().numpy()
+            store.put(keys[M], record, arrays)
             found[M] = store.get(keys[M])
         store.drop(group, ".ckpt")
     return [found[M][0] for M in Ms]
 
 
 def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True,
-                     train_missing: bool = True, device: str = "cpu") -> dict:
+                     train_missing: bool = True, device: str = "cpu", deadline: float | None = None) -> dict:
     """The two-stage grid for one seed: coarse grid, transition band, refinement, M_pt."""
     problem = profile.setting.problem(seed)
     coarse = coarse_grid(profile.setting.N)
-    coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing, device)
+    coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing, device, deadline)
     ratios = [r["memorization"] for r in coarse_records]
     start, end = transition_band(coarse, ratios)
     fine = refine_grid(start, end, coarse, profile.refine)
-    fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing, device) if fine else []
+    fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing, device,
+                              deadline) if fine else []
     records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
     return {"seed": seed, "band": (start, end), "records": records,
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}

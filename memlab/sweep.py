@@ -4,7 +4,8 @@
     python -m memlab.sweep --scaling paper [--store results] [--threads N] [--device cuda]
 
 --profile runs one setting's seeds (the phase-transition chapter); --scaling runs every
-setting and seed of a linear-scaling sweep (the linear-scaling chapter).
+setting and seed of a linear-scaling sweep (the linear-scaling chapter); with both, the
+profile runs first. --minutes stops at the first checkpoint after that long.
 
 Interrupt it at any time: finished models are stored, the models in training are
 checkpointed every `checkpoint_every` steps, and the next run picks up from there.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from memlab.experiments import PROFILES, SWEEPS, get_profile, phase_transition
+from memlab.experiments import PROFILES, SWEEPS, OutOfTime, get_profile, phase_transition
 from memlab.store import Store
 
 STORE = Path(__file__).resolve().parent.parent / "results"
@@ -28,13 +29,14 @@ STORE = Path(__file__).resolve().parent.parent / "results"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--profile", choices=sorted(PROFILES))
-    which.add_argument("--scaling", choices=sorted(SWEEPS))
+    parser.add_argument("--profile", choices=sorted(PROFILES))
+    parser.add_argument("--scaling", choices=sorted(SWEEPS))
     parser.add_argument("--seeds", type=int, nargs="*", help="default: the profile's seeds (--profile only)")
     parser.add_argument("--store", type=Path, default=STORE)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop at the first checkpoint after this many minutes (rerun to resume)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -42,19 +44,29 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
         parser.error(f"--device={args.device!r} must be 'cpu' or, on a machine with a GPU, 'cuda'")
-    if args.scaling and args.seeds is not None:
+    if args.minutes is not None and not args.minutes > 0:
+        parser.error(f"--minutes={args.minutes} must be > 0")
+    deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
+    if not (args.profile or args.scaling):
+        parser.error("name a --profile, a --scaling sweep, or both (the profile runs first)")
+    if args.seeds is not None and not args.profile:
         parser.error("--seeds goes with --profile; a --scaling sweep names its own seeds")
+    runs = []
     if args.profile:
         profile = get_profile(args.profile)
-        runs = [(profile, profile.seeds if args.seeds is None else args.seeds)]
-    else:
+        runs.append((profile, profile.seeds if args.seeds is None else args.seeds))
+    if args.scaling:
         sweep = SWEEPS[args.scaling]
-        runs = [(sweep.profile(setting), seeds) for setting, seeds in sweep.runs]
+        runs += [(sweep.profile(setting), seeds) for setting, seeds in sweep.runs]
     for profile, seeds in runs:
         store = Store(args.store / profile.name)
         for seed in seeds:
             start = time.perf_counter()
-            result = phase_transition(profile, seed, store, device=args.device)
+            try:
+                result = phase_transition(profile, seed, store, device=args.device, deadline=deadline)
+            except OutOfTime as stop:
+                print(f"out of time: {stop}", flush=True)
+                return 0
             curve = " ".join(f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
             print(f"profile={profile.name} setting={profile.setting} seed={seed} M_pt={result['M_pt']} "
                   f"band={result['band']} ({time.perf_counter() - start:.0f} s)\n  M:ratio {curve}", flush=True)

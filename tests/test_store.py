@@ -95,3 +95,22 @@ def test_sweep_resumes_and_never_recomputes(tmp_path, monkeypatch):
         assert a["memorization"] == b["memorization"] and a["train_loss"] == b["train_loss"]
         assert a["var"] == b["var"]
     assert not list((tmp_path / "b").glob("*.ckpt.*"))
+
+
+@pytest.mark.slow
+def test_a_deadline_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
+    import time
+
+    from memlab.experiments import OutOfTime
+
+    profile = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0,),
+                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7, keep_means=False)
+    straight = run_models(profile, 0, [3, 12], Store(tmp_path / "a"), progress=False)
+    store = Store(tmp_path / "b")
+    with pytest.raises(OutOfTime, match=r"stopped at step 7 of 20 .*rerun to resume"):
+        run_models(profile, 0, [3, 12], store, progress=False, deadline=time.monotonic())
+    assert json.loads(next((tmp_path / "b").glob("*.ckpt.json")).read_text())["step"] == 7
+    resumed = run_models(profile, 0, [3, 12], store, progress=False)
+    assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in straight]
+    arrays = store.get(make_key(model_spec(profile, 0, 3)))[1]
+    assert set(arrays) == {"scale", "loss_curve"}                     # no means: keep_means=False
