@@ -23,11 +23,13 @@ book: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
 
-# Trains and stores a profile's models (resumable): make results PROFILE=paper SEEDS="0 1 2"
-PROFILE ?= paper
+# Trains and stores models (resumable): make results PROFILE=paper SEEDS="0 1 2", make results SCALING=paper
+PROFILE ?=
+SCALING ?=
 SEEDS ?=
 results: $(STAMP)
-	$(BIN)/python -m memlab.sweep --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m memlab.sweep $(if $(PROFILE),--profile $(PROFILE)) $(if $(SCALING),--scaling $(SCALING)) \
+		$(if $(SEEDS),--seeds $(SEEDS))
 
 # Paper-scale runs on a GPU machine, with that machine's own python3 and PyTorch (no .venv):
 #   make gpu-results OUT=<folder> [MINUTES=8]

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+import memlab.train as T
 from memlab.experiments import Setting, coarse_grid
 from memlab.schedule import alpha, sigma, time_grid
 from memlab.train import Protocol, init_state, learning_rate, noise_generator, train
@@ -84,6 +85,26 @@ def memlab_step(problem, Ms, protocol: Protocol, seed: int, steps: int) -> float
     return _timed(lambda: train(problem, state, protocol, seed, until=1 + steps, progress=False)) / steps
 
 
+def ci_scale(steps: int) -> dict:
+    """The ci profile's size (N = 50, d = 30, N_dup = 10, its coarse grid), where the cost per tensor
+    operation dominates: memlab's padded batch of all models against memlab one model at a time
+    (its path for large problems) and the plain loop."""
+    setting = Setting(50, 30, 3)
+    problem, Ms, protocol = setting.problem(0), coarse_grid(setting.N), Protocol(n_dup=10)
+    batched = memlab_step(problem, Ms, protocol, 0, steps)
+    saved = T.GROUP_ELEMENTS
+    T.GROUP_ELEMENTS = 0                                                  # force one model at a time
+    try:
+        one_by_one = memlab_step(problem, Ms, protocol, 0, steps)
+    finally:
+        T.GROUP_ELEMENTS = saved
+    plain = plain_loop(problem, Ms, protocol, 0, steps)
+    return {"setting": {"N": setting.N, "d": setting.d, "n_dup": protocol.n_dup, "Ms": Ms},
+            "batched_seconds_per_step": batched, "one_by_one_seconds_per_step": one_by_one,
+            "plain_seconds_per_step": plain, "batched_vs_one_by_one": one_by_one / batched,
+            "batched_vs_plain": plain / batched, "ci_coarse_grid_minutes": batched * protocol.steps / 60}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description="training throughput benchmark")
     parser.add_argument("--steps", type=int, default=5)
@@ -107,6 +128,7 @@ def main(argv=None) -> dict:
         "memlab_gflops": flops / ours / 1e9, "plain_gflops": flops / plain / 1e9,
         "speedup_vs_plain": plain / ours, "fraction_of_peak": flops / ours / 1e9 / peak,
         "paper_coarse_grid_hours_per_seed": ours * protocol.steps / 3600,
+        "ci": ci_scale(100 * args.steps),
     }
     print(json.dumps(result, indent=1))
     if args.json:
