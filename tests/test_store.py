@@ -114,3 +114,31 @@ def test_a_deadline_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
     assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in straight]
     arrays = store.get(make_key(model_spec(profile, 0, 3)))[1]
     assert set(arrays) == {"scale", "loss_curve"}                     # no means: keep_means=False
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "name a --profile, a --scaling sweep, or both"),
+    (["--scaling", "ci", "--seeds", "1"], "--seeds goes with --profile"),
+    (["--profile", "ci", "--minutes", "0"], "--minutes=0.0 must be > 0"),
+    (["--profile", "ci", "--threads", "0"], "--threads=0 must be >= 1"),
+    (["--profile", "ci", "--device", "tpu"], "--device='tpu' must be 'cpu' or, on a machine with a GPU, 'cuda'"),
+    (["--profile", "nope"], "invalid choice: 'nope'"),
+])
+def test_sweep_command_line_refuses_bad_arguments(argv, message, capsys):
+    from memlab.sweep import main
+
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_sweeps_share_the_store_of_their_profile():
+    from memlab.experiments import SWEEPS, get_sweep
+
+    chapter = get_profile("ci")
+    shared = get_sweep("ci").profile(chapter.setting)
+    assert shared.name == "ci" and not shared.keep_means
+    assert model_spec(shared, 0, 40) == model_spec(chapter, 0, 40)         # the same entry as the chapter's
+    assert len([s for s, _ in SWEEPS["paper"].runs if s.N <= 200]) == 64
+    with pytest.raises(ValueError, match=r"sweep='big' must be one of \['ci', 'paper'\]"):
+        get_sweep("big")
