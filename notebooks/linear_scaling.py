@@ -207,6 +207,8 @@ reg
 
 # %%
 glue("n_noise_mc", n_noise, display=False)
+glue("tau", tau, display=False)
+glue("entropy", entropy, display=False)
 settings = [s for s, _ in sw.runs]
 mc = {}
 for s, seeds in sw.runs:
