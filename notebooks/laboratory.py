@@ -44,6 +44,7 @@ from memlab.loss import loss_per_time
 from memlab.metrics import memorization_ratio
 from memlab.sampling import ddim
 from memlab.schedule import REPRESENTATIVE_INDEX, psi, representative_time, time_grid
+from memlab.scaling import crossing
 from memlab.theory import generalizing_excess, memorizing_excess
 
 use_style()
@@ -199,20 +200,9 @@ publish(fig, "fig-laboratory-loss-vs-capacity", curve, {**params, "t": float(t_r
 # ```
 
 # %%
-def first_crossing(m, gap):
-    """Linearly interpolated first M/N where gap (pmem minus ideal loss) turns <= 0; nan if never."""
-    below = (gap <= 0).nonzero()
-    if len(below) == 0:
-        return float("nan")
-    j = int(below[0])
-    if j == 0:
-        return float(m[0])
-    return float(m[j - 1] + (m[j] - m[j - 1]) * gap[j - 1] / (gap[j - 1] - gap[j]))
-
-
 gap_mc = loss_pmem.mean(1) - loss_ideal[:, i_rep].mean()
 excess_ideal_rep = float(generalizing_excess(t_rep, d, var_star))
-glue("cross_mc", first_crossing(m_ratio, gap_mc), display=False)
+glue("cross_mc", crossing(m_ratio, gap_mc), display=False)
 glue("cross_c1", 1 - excess_ideal_rep / (1.0 * d * var_star), display=False)
 glue("cross_c2", 1 - excess_ideal_rep / (2.0 * d * var_star), display=False)
 
