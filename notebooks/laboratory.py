@@ -43,8 +43,8 @@ from memlab.gmm import make_problem
 from memlab.loss import loss_per_time
 from memlab.metrics import memorization_ratio
 from memlab.sampling import ddim
-from memlab.schedule import REPRESENTATIVE_INDEX, psi, representative_time, time_grid
 from memlab.scaling import crossing
+from memlab.schedule import REPRESENTATIVE_INDEX, psi, representative_time, time_grid
 from memlab.theory import generalizing_excess, memorizing_excess
 
 use_style()
