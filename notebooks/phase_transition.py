@@ -81,11 +81,26 @@ pd.DataFrame({"this profile": protocol.to_dict(), "paper": paper_protocol}).asty
 # the transition band is located on it (from the last $M$ with memorization ratio below 0.1
 # to the first at or above 0.9), and {glue:text}`refine` more capacities refine the band. Trained
 # models come from the results store when their key (data, protocol, seed, code version)
-# matches, and are trained otherwise.
+# matches, and are trained otherwise. {glue:md}`missing_seeds_text`
 
 # %%
 store = Store(STORE / prof.name)
-runs = [phase_transition(prof, seed, store, progress=False, train_missing=train_missing) for seed in seeds]
+runs, missing = [], []
+for seed in seeds:
+    try:
+        runs.append(phase_transition(prof, seed, store, progress=False, train_missing=train_missing))
+    except LookupError as err:
+        missing.append(seed)
+        print(err)
+if not runs:
+    raise LookupError(f"no seed of profile {profile!r} is stored in {store.root}: run `python -m memlab.sweep "
+                      f"--profile {profile}` (resumable) or build with train_missing=True")
+seeds = tuple(run["seed"] for run in runs)
+params["seeds"] = list(seeds)
+glue("missing_seeds_text", Markdown(
+    f"All {len(seeds)} requested seeds are shown." if not missing else f"Seeds {missing} of this profile are not stored yet and are not shown "
+    f"(`python -m memlab.sweep --profile {profile} --seeds {' '.join(map(str, missing))}` computes them)."),
+    display=False)
 rows = []
 for run in runs:
     for r in run["records"]:
@@ -287,7 +302,7 @@ for name, short in probes.items():
     record = evaluate(state.gmm(), probe_problem, ci.evaluation, ci.seeds[0])[0]
     probe_rows.append({"protocol": name, "steps": short.steps, "peak_lr": short.peak_lr,
                        "learned variance": record["var"], "memorization": record["memorization"]})
-full = run_models(ci, ci.seeds[0], [probe_M], Store(STORE / "ci"), progress=False, train_missing=train_missing)[0]
+full = run_models(ci, ci.seeds[0], [probe_M], Store(STORE / "ci"), progress=False)[0]   # cheap: always computed
 probe_rows.append({"protocol": "ci (full steps)", "steps": ci.protocol.steps, "peak_lr": ci.protocol.peak_lr,
                    "learned variance": full["var"], "memorization": full["memorization"]})
 glue("probe_M", probe_M, display=False)
