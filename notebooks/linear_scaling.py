@@ -300,7 +300,7 @@ glue("hyp_psi_mean", float(hypothesis["M*/N, training, psi"].mean()), display=Fa
 
 fig, ax = plt.subplots()
 for i, name in enumerate(weightings):
-    ax.plot(hypothesis["M_pt/N measured"], hypothesis[f"M*/N, {name}"], "o", color=f"C{i}", alpha=0.8,
+    ax.plot(hypothesis["M_pt/N measured"], hypothesis[f"M*/N, {name}"], "osD^"[i], color=f"C{i}", alpha=0.8,
             label=f"hypothesis, {name}")
 ax.plot([0.5, 1.02], [0.5, 1.02], "k:", lw=1, label="equal")
 ax.set_xlabel("measured $M_{pt}/N$ (trained models)")
