@@ -53,9 +53,10 @@ from memlab.theory import crossover
 
 use_style()
 sw = get_sweep(sweep)
-for name, value, ok in (("n_noise", n_noise, n_noise >= 1), ("tau", tau, tau > 0), ("entropy", entropy, entropy >= 0)):
+for name, value, ok, allowed in (("n_noise", n_noise, n_noise >= 1, ">= 1"), ("tau", tau, tau > 0, "> 0"),
+                                 ("entropy", entropy, entropy >= 0, ">= 0")):
     if not ok:
-        raise ValueError(f"{name}={value} must be {'>= 1' if name == 'n_noise' else '> 0' if name == 'tau' else '>= 0'}")
+        raise ValueError(f"{name}={value} must be {allowed}")
 protocol = sw.base.protocol
 params = {"sweep": sw.to_dict(), "n_noise": n_noise, "tau": tau, "entropy": entropy, "mc_seed": mc_seed}
 times = time_grid()
