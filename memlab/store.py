@@ -19,6 +19,7 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +79,16 @@ def _sha(data: bytes) -> str:
 
 
 class Store:
-    """A folder of entries; `get` returns None for a missing or corrupt entry."""
+    """A folder of entries; `get` returns None for a missing or corrupt entry.
 
-    def __init__(self, root: str | Path):
+    also: folders where `get` looks for an entry that `root` lacks (never for checkpoints;
+    `put` writes to `root` only). A key names everything that determines its entry, so an
+    entry stored by another profile with the same data and protocol serves as it is.
+    """
+
+    def __init__(self, root: str | Path, also: Sequence[str | Path] = ()):
         self.root = Path(root)
+        self.also = [Path(folder) for folder in also]
 
     def _paths(self, key: str, kind: str = "") -> tuple[Path, Path]:
         return self.root / f"{key}{kind}.json", self.root / f"{key}{kind}.npz"
@@ -114,11 +121,12 @@ class Store:
         return record, arrays
 
     def get(self, key: str, kind: str = "") -> tuple[dict, dict[str, np.ndarray]] | None:
-        """(record, arrays) of a complete entry; None if missing; a corrupt one is reported,
-        moved aside and reported missing."""
+        """(record, arrays) of a complete entry, from `root` or else from the `also` folders;
+        None if missing; a corrupt one is reported, moved aside and reported missing."""
         meta_path, npz_path = self._paths(key, kind)
         if not meta_path.exists():
-            return None
+            elsewhere = [folder for folder in self.also if not kind and (folder / meta_path.name).exists()]
+            return Store(elsewhere[0]).get(key) if elsewhere else None
         try:
             return self._read(key, kind)
         except CorruptEntry as err:

@@ -27,6 +27,13 @@ STORE = Path(__file__).resolve().parent.parent / "results"
 """The committed results store, one folder per profile."""
 
 
+def profile_store(name: str, root: Path = STORE) -> Store:
+    """Profile `name`'s folder of `root`, also reading matching entries from the other profiles'
+    folders (the paper sweep's N = 50, d = 30, K = 3 runs are paper_small's, for example)."""
+    others = sorted(p for p in root.iterdir() if p.is_dir() and p.name != name) if root.is_dir() else []
+    return Store(root / name, also=others)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=sorted(PROFILES))
@@ -59,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep = SWEEPS[args.scaling]
         runs += [(sweep.profile(setting), seeds) for setting, seeds in sweep.runs]
     for profile, seeds in runs:
-        store = Store(args.store / profile.name)
+        store = profile_store(profile.name, args.store)
         for seed in seeds:
             start = time.perf_counter()
             try:

@@ -47,8 +47,7 @@ from memlab.loss import weighting
 from memlab.scaling import (capacity_grid, crossing, eq21_ratio, fit_weighting, hypothesis_losses, line_band,
                             linear_law, normalised, predicted, regression, same_ratio_weighting, weighted_gap)
 from memlab.schedule import REPRESENTATIVE_INDEX, time_grid
-from memlab.store import Store
-from memlab.sweep import STORE
+from memlab.sweep import profile_store
 from memlab.theory import crossover
 
 use_style()
@@ -80,7 +79,7 @@ glue("n_dup", protocol.n_dup, display=False)
 rows, missing = [], []
 for setting, seeds in sw.runs:
     prof = sw.profile(setting)
-    store = Store(STORE / prof.name)
+    store = profile_store(prof.name)
     for seed in seeds:
         try:
             run = phase_transition(prof, seed, store, progress=False, train_missing=train_missing)

@@ -48,7 +48,7 @@ from memlab.figures import publish, use_style
 from memlab.loss import loss_per_time
 from memlab.schedule import REPRESENTATIVE_INDEX, representative_time, time_grid
 from memlab.store import Store
-from memlab.sweep import STORE
+from memlab.sweep import profile_store
 from memlab.train import init_state, train
 
 use_style()
@@ -84,7 +84,7 @@ pd.DataFrame({"this profile": protocol.to_dict(), "paper": paper_protocol}).asty
 # matches, and are trained otherwise. {glue:md}`missing_seeds_text`
 
 # %%
-store = Store(STORE / prof.name)
+store = profile_store(prof.name)
 runs, missing = [], []
 for seed in seeds:
     try:
@@ -302,7 +302,7 @@ for name, short in probes.items():
     record = evaluate(state.gmm(), probe_problem, ci.evaluation, ci.seeds[0])[0]
     probe_rows.append({"protocol": name, "steps": short.steps, "peak_lr": short.peak_lr,
                        "learned variance": record["var"], "memorization": record["memorization"]})
-full = run_models(ci, ci.seeds[0], [probe_M], Store(STORE / "ci"), progress=False)[0]   # cheap: always computed
+full = run_models(ci, ci.seeds[0], [probe_M], profile_store("ci"), progress=False)[0]   # cheap: always computed
 probe_rows.append({"protocol": "ci (full steps)", "steps": ci.protocol.steps, "peak_lr": ci.protocol.peak_lr,
                    "learned variance": full["var"], "memorization": full["memorization"]})
 glue("probe_M", probe_M, display=False)
@@ -324,7 +324,7 @@ pd.DataFrame(probe_rows).set_index("protocol")
 
 # %%
 ref = get_profile(reference)
-ref_store = Store(STORE / ref.name)
+ref_store = profile_store(ref.name)
 compare = []
 for seed in sorted(set(ref.seeds) & set(ci.seeds)):
     try:
@@ -332,7 +332,7 @@ for seed in sorted(set(ref.seeds) & set(ci.seeds)):
     except LookupError as missing:
         print(f"reference seed {seed} not stored: {missing}")
         continue
-    ci_run = phase_transition(ci, seed, Store(STORE / "ci"), progress=False, train_missing=train_missing)
+    ci_run = phase_transition(ci, seed, profile_store("ci"), progress=False, train_missing=train_missing)
     for name, run in ((ref.name, ref_run), ("ci", ci_run)):
         for r in run["records"]:
             compare.append({"profile": name, "seed": seed, "M/N": r["M"] / ref.setting.N,

@@ -36,6 +36,19 @@ def test_put_get_roundtrip_and_corruption_is_detected(tmp_path):
         assert store.get("k3") is None
 
 
+def test_a_store_reads_matching_entries_from_other_profiles_folders(tmp_path):
+    from memlab.sweep import profile_store
+    Store(tmp_path / "paper_small").put("k", {"a": 1}, {"x": np.ones(2)})
+    Store(tmp_path / "paper_small").put("c", {"step": 5}, kind=".ckpt")
+    store = profile_store("paper", tmp_path)
+    assert store.also == [tmp_path / "paper_small"]
+    assert store.get("k")[0]["a"] == 1
+    assert store.get("c", ".ckpt") is None                  # checkpoints belong to their own folder
+    store.put("k", {"a": 2})                                # writes go to the profile's own folder
+    assert store.get("k")[0]["a"] == 2 and Store(tmp_path / "paper_small").get("k")[0]["a"] == 1
+    assert profile_store("x", tmp_path / "nothing").also == []
+
+
 def test_keys_change_with_everything_that_determines_a_result():
     base = get_profile("ci")
     key = make_key(model_spec(base, 0, 10))
