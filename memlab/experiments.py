@@ -178,40 +178,70 @@ def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, pro
 
     deadline: a time.monotonic() after which training stops at its next checkpoint (OutOfTime).
     """
-    problem = profile.setting.problem(seed) if problem is None else problem
-    keys = {M: make_key(model_spec(profile, seed, M)) for M in Ms}
-    found = {M: store.get(keys[M]) for M in Ms}
-    todo = [M for M in Ms if found[M] is None]
+    return train_models([(profile, M) for M in Ms], seed, store, progress, problem, train_missing, device, deadline)
+
+
+def _training_part(profile: Profile) -> tuple:
+    """What models trained as one batch must share: all but the protocol's initialisation."""
+    return profile.setting, profile.evaluation, replace(profile.protocol, init="pmem", init_var=1.0)
+
+
+def _stack(states: Sequence[TrainState]) -> TrainState:
+    """One state holding the models of several (zero-padded to the largest M)."""
+    width = max(s.means.shape[1] for s in states)
+    padded = {k: torch.cat([torch.nn.functional.pad(getattr(s, k), (0, 0, 0, width - s.means.shape[1]))
+                            for s in states]) for k in ("means", "m_means", "v_means", "e_means")}
+    rest = {k: torch.cat([getattr(s, k) for s in states]) for k in ("scale", "m_scale", "v_scale", "e_scale")}
+    return TrainState([M for s in states for M in s.Ms], **padded, **rest)
+
+
+def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store, progress: bool = True,
+                 problem: Problem | None = None, train_missing: bool = True, device: str = "cpu",
+                 deadline: float | None = None) -> list[dict]:
+    """run_models for models of several profiles that differ only in the protocol's init and
+    init_var (the initialisation ablation): the missing ones are trained as one batch."""
+    if len({_training_part(profile) for profile, _ in models}) > 1:
+        raise ValueError("models trained together must share setting, evaluation and protocol up to init "
+                         f"and init_var; got profiles {sorted({profile.name for profile, _ in models})}")
+    first = models[0][0]
+    problem = first.setting.problem(seed) if problem is None else problem
+    specs = [model_spec(profile, seed, M) for profile, M in models]
+    keys = [make_key(spec) for spec in specs]
+    found = [store.get(key) for key in keys]
+    todo = [i for i, entry in enumerate(found) if entry is None]
     if todo and not train_missing:
-        raise LookupError(f"profile {profile.name!r}, seed {seed}: no stored result for M={todo} in {store.root} "
-                          f"(code version {code_version()}); run `python -m memlab.sweep --profile {profile.name} "
+        missing = [(models[i][0].protocol.init, models[i][0].protocol.init_var, models[i][1]) for i in todo]
+        what = f"M={[M for *_, M in missing]}" if len({m[:2] for m in missing}) == 1 else f"(init, init_var, M)={missing}"
+        raise LookupError(f"profile {first.name!r}, seed {seed}: no stored result for {what} in {store.root} "
+                          f"(code version {code_version()}); run `python -m memlab.sweep --profile {first.name} "
                           f"--seeds {seed}` to compute them")
     if todo:
-        group = make_key({"group": [model_spec(profile, seed, M) for M in todo]})
+        group = make_key({"group": [specs[i] for i in todo]})
         resume = store.get(group, ".ckpt")
-        state = _state_from(*resume, device) if resume else init_state(problem, todo, profile.protocol, seed, device)
-        while state.step < profile.protocol.steps:
-            train(problem, state, profile.protocol, seed, until=state.step + profile.checkpoint_every,
-                  progress=progress)
-            if state.step < profile.protocol.steps:
+        if resume:
+            state = _state_from(*resume, device)
+        else:
+            state = _stack([init_state(problem, [models[i][1]], models[i][0].protocol, seed, device) for i in todo])
+        while state.step < first.protocol.steps:
+            train(problem, state, first.protocol, seed, until=state.step + first.checkpoint_every, progress=progress)
+            if state.step < first.protocol.steps:
                 store.put(group, {"Ms": state.Ms, "step": state.step, "seconds": state.seconds},
                           _state_arrays(state), kind=".ckpt")
                 if deadline is not None and time.monotonic() > deadline:
-                    raise OutOfTime(f"stopped at step {state.step} of {profile.protocol.steps} "
-                                    f"(profile {profile.name!r}, seed {seed}, M={todo}); rerun to resume")
+                    raise OutOfTime(f"stopped at step {state.step} of {first.protocol.steps} (profile "
+                                    f"{first.name!r}, seed {seed}, M={state.Ms}); rerun to resume")
         losses = np.asarray(state.losses).reshape(-1, len(todo))
-        for r, record in enumerate(evaluate(state.gmm(), problem, profile.evaluation, seed)):
-            M = todo[r]
-            record.update(spec=model_spec(profile, seed, M), profile=profile.name, group_Ms=todo,
-                          group_seconds=state.seconds)
+        for r, record in enumerate(evaluate(state.gmm(), problem, first.evaluation, seed)):
+            profile, M = models[todo[r]]
+            record.update(spec=specs[todo[r]], profile=profile.name, group_Ms=state.Ms, group_seconds=state.seconds)
             arrays = {"scale": state.scale[r:r + 1].float().cpu().numpy(),
                       "loss_curve": losses[:, r].astype(np.float32)}        # training loss every 100 steps
             if profile.keep_means:
                 arrays["means"] = state.means[r, :M].float().cpu().numpy()
-            store.put(keys[M], record, arrays)
-            found[M] = store.get(keys[M])
+            store.put(keys[todo[r]], record, arrays)
+            found[todo[r]] = store.get(keys[todo[r]])
         store.drop(group, ".ckpt")
-    return [found[M][0] for M in Ms]
+    return [entry[0] for entry in found]
 
 
 def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True,

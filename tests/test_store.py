@@ -129,6 +129,31 @@ def test_a_deadline_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
     assert set(arrays) == {"scale", "loss_curve"}                     # no means: keep_means=False
 
 
+@pytest.mark.slow
+def test_models_of_several_initialisations_trained_together_equal_each_trained_alone(tmp_path):
+    from memlab.experiments import train_models
+
+    base = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2, dtype="float64"), seeds=(0,),
+                   evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7)
+    variants = [replace(base, protocol=replace(base.protocol, init=init, init_var=var))
+                for init, var in (("pmem", 1e-6), ("gaussian", 1.0), ("sphere", 1e-6))]
+    models = [(variants[0], 3), (variants[1], 12), (variants[2], 5), (variants[1], 3)]
+    together = train_models(models, 0, Store(tmp_path / "a"), progress=False)
+    for (profile, M), record in zip(models, together):
+        alone = run_models(profile, 0, [M], Store(tmp_path / "b"), progress=False)[0]
+        assert record["spec"] == alone["spec"] and record["M"] == M
+        np.testing.assert_allclose(record["train_loss"], alone["train_loss"], rtol=1e-9)
+        np.testing.assert_allclose(record["var"], alone["var"], rtol=1e-9)
+    assert len({json.dumps(r["spec"], sort_keys=True) for r in together}) == 4          # four distinct keys
+
+    other = replace(base, protocol=replace(base.protocol, peak_lr=2e-2))
+    with pytest.raises(ValueError, match="must share setting, evaluation and protocol up to init"):
+        train_models([(base, 3), (other, 3)], 0, Store(tmp_path / "c"), progress=False)
+    with pytest.raises(LookupError, match=r"\(init, init_var, M\)=\[\('pmem', 1e-06, 4\)"):
+        train_models([(variants[0], 4), (variants[1], 4)], 0, Store(tmp_path / "c"), progress=False,
+                     train_missing=False)
+
+
 @pytest.mark.parametrize("argv, message", [
     ([], "name a --profile, a --scaling sweep, or both"),
     (["--scaling", "ci", "--seeds", "1"], "--seeds goes with --profile"),
