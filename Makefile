@@ -23,23 +23,26 @@ book: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
 
-# Trains and stores models (resumable): make results PROFILE=paper SEEDS="0 1 2", make results SCALING=paper
+# Trains and stores models (resumable): make results PROFILE=paper SEEDS="0 1 2", make results SCALING=paper,
+# make results ABLATION=paper (the initialisation ablation)
 PROFILE ?=
+ABLATION ?=
 SCALING ?=
 SEEDS ?=
 results: $(STAMP)
-	$(BIN)/python -m memlab.sweep $(if $(PROFILE),--profile $(PROFILE)) $(if $(SCALING),--scaling $(SCALING)) \
-		$(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m memlab.sweep $(if $(PROFILE),--profile $(PROFILE)) $(if $(ABLATION),--ablation $(ABLATION)) \
+		$(if $(SCALING),--scaling $(SCALING)) $(if $(SEEDS),--seeds $(SEEDS))
 
 # Paper-scale runs on a GPU machine, with that machine's own python3 and PyTorch (no .venv):
 #   make gpu-results OUT=<folder> [MINUTES=8]
-# trains what is missing of the paper profile, then of the paper scaling sweep, on the GPU,
+# trains what is missing of the paper profile, its initialisation ablation, then the paper
+# scaling sweep, on the GPU,
 # stops at the first checkpoint after MINUTES, and packs results/paper (finished models and
 # checkpoints) into OUT/results-paper.tar.gz. Unpack it here (tar xzf) and commit; rerun to resume.
 MINUTES ?= 8
 OUT ?= .
 gpu-results:
-	PYTHONPATH=. python3 -m memlab.sweep --profile paper --scaling paper --device cuda --minutes $(MINUTES); \
+	PYTHONPATH=. python3 -m memlab.sweep --profile paper --ablation paper --scaling paper --device cuda --minutes $(MINUTES); \
 	status=$$?; tar czf $(OUT)/results-paper.tar.gz results/paper; exit $$status
 
 # Removes everything the build made: the HTML, the executed chapters and their figures.

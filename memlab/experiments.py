@@ -19,7 +19,7 @@ import torch
 from memlab.evaluate import EvalSpec, evaluate
 from memlab.gmm import Problem, make_problem
 from memlab.store import Store, code_version, make_key
-from memlab.train import Protocol, TrainState, init_state, train
+from memlab.train import INITS, Protocol, TrainState, init_state, train
 
 MEMORIZES = 0.5
 """A model memorizes when its memorization ratio is >= 1/2; M_pt is the first such M (SPEC 7)."""
@@ -242,6 +242,20 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
             found[todo[r]] = store.get(keys[todo[r]])
         store.drop(group, ".ckpt")
     return [entry[0] for entry in found]
+
+
+def ablation(profile: Profile, capacities: Sequence[float] = (0.7, 0.8, 0.9),
+             init_vars: Sequence[float] = (1e-6, 1.0)) -> list[tuple[Profile, int]]:
+    """The initialisation ablation's models (SPEC 9): every init of the trainer with every initial
+    variance in init_vars (and the profile's own), at the capacities M = c N for c in capacities."""
+    if not capacities or not all(isinstance(c, (int, float)) and 0 < c <= 1 for c in capacities):
+        raise ValueError(f"capacities={list(capacities)!r} must be a non-empty list of fractions of N in (0, 1]")
+    if not all(isinstance(v, (int, float)) and v > 0 for v in init_vars):
+        raise ValueError(f"init_vars={list(init_vars)!r} must be positive variances")
+    Ms = sorted({max(1, round(c * profile.setting.N)) for c in capacities})
+    variances = sorted({float(v) for v in init_vars} | {profile.protocol.init_var})
+    return [(replace(profile, protocol=replace(profile.protocol, init=init, init_var=var)), M)
+            for init in INITS for var in variances for M in Ms]
 
 
 def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True,

@@ -2,10 +2,13 @@
 
     python -m memlab.sweep --profile paper --seeds 0 1 2 [--store results] [--threads N] [--device cuda]
     python -m memlab.sweep --scaling paper [--store results] [--threads N] [--device cuda]
+    python -m memlab.sweep --ablation paper [--seeds 0]
 
---profile runs one setting's seeds (the phase-transition chapter); --scaling runs every
-setting and seed of a linear-scaling sweep (the linear-scaling chapter); with both, the
-profile runs first. --minutes stops at the first checkpoint after that long.
+--profile runs one setting's seeds (the phase-transition chapter); --ablation the
+initialisation ablation of a profile for its first seed or --seeds (its chapter's default
+capacities and variances); --scaling every setting and seed of a linear-scaling sweep (the
+linear-scaling chapter). Given together they run in that order, and --seeds applies to
+both --profile and --ablation. --minutes stops at the first checkpoint after that long.
 
 Interrupt it at any time: finished models are stored, the models in training are
 checkpointed every `checkpoint_every` steps, and the next run picks up from there.
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from memlab.experiments import PROFILES, SWEEPS, OutOfTime, get_profile, phase_transition
+from memlab.experiments import PROFILES, SWEEPS, OutOfTime, ablation, get_profile, phase_transition, train_models
 from memlab.store import Store
 
 STORE = Path(__file__).resolve().parent.parent / "results"
@@ -37,8 +40,10 @@ def profile_store(name: str, root: Path = STORE) -> Store:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=sorted(PROFILES))
+    parser.add_argument("--ablation", choices=sorted(PROFILES))
     parser.add_argument("--scaling", choices=sorted(SWEEPS))
-    parser.add_argument("--seeds", type=int, nargs="*", help="default: the profile's seeds (--profile only)")
+    parser.add_argument("--seeds", type=int, nargs="*",
+                        help="default: the profile's seeds (--profile), its first seed (--ablation)")
     parser.add_argument("--store", type=Path, default=STORE)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
@@ -54,29 +59,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.minutes is not None and not args.minutes > 0:
         parser.error(f"--minutes={args.minutes} must be > 0")
     deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
-    if not (args.profile or args.scaling):
-        parser.error("name a --profile, a --scaling sweep, or both (the profile runs first)")
-    if args.seeds is not None and not args.profile:
-        parser.error("--seeds goes with --profile; a --scaling sweep names its own seeds")
-    runs = []
+    if not (args.profile or args.ablation or args.scaling):
+        parser.error("name a --profile, an --ablation, a --scaling sweep, or several")
+    if args.seeds is not None and not (args.profile or args.ablation):
+        parser.error("--seeds goes with --profile or --ablation; a --scaling sweep names its own seeds")
+    work = []                                                   # (what, profile, seed) in order
     if args.profile:
         profile = get_profile(args.profile)
-        runs.append((profile, profile.seeds if args.seeds is None else args.seeds))
+        work += [("transition", profile, seed) for seed in (profile.seeds if args.seeds is None else args.seeds)]
+    if args.ablation:
+        profile = get_profile(args.ablation)
+        work += [("ablation", profile, seed) for seed in (profile.seeds[:1] if args.seeds is None else args.seeds)]
     if args.scaling:
         sweep = SWEEPS[args.scaling]
-        runs += [(sweep.profile(setting), seeds) for setting, seeds in sweep.runs]
-    for profile, seeds in runs:
+        work += [("transition", sweep.profile(setting), seed) for setting, seeds in sweep.runs for seed in seeds]
+    for what, profile, seed in work:
         store = profile_store(profile.name, args.store)
-        for seed in seeds:
-            start = time.perf_counter()
-            try:
+        start = time.perf_counter()
+        try:
+            if what == "ablation":
+                records = train_models(ablation(profile), seed, store, device=args.device, deadline=deadline)
+                summary = "init/init_var/M:ratio " + " ".join(
+                    f"{r['spec']['protocol']['init']}/{r['spec']['protocol']['init_var']:g}/{r['M']}:"
+                    f"{r['memorization']:.2f}" for r in records)
+            else:
                 result = phase_transition(profile, seed, store, device=args.device, deadline=deadline)
-            except OutOfTime as stop:
-                print(f"out of time: {stop}", flush=True)
-                return 0
-            curve = " ".join(f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
-            print(f"profile={profile.name} setting={profile.setting} seed={seed} M_pt={result['M_pt']} "
-                  f"band={result['band']} ({time.perf_counter() - start:.0f} s)\n  M:ratio {curve}", flush=True)
+                summary = f"M_pt={result['M_pt']} band={result['band']}\n  M:ratio " + " ".join(
+                    f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
+        except OutOfTime as stop:
+            print(f"out of time: {stop}", flush=True)
+            return 0
+        print(f"{what}: profile={profile.name} setting={profile.setting} seed={seed} "
+              f"({time.perf_counter() - start:.0f} s)\n  {summary}", flush=True)
     return 0
 
 

@@ -44,7 +44,7 @@ from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: tqdm prints text bars
 
-from memlab.experiments import get_profile, model_spec, train_models
+from memlab.experiments import ablation, get_profile, model_spec, train_models
 from memlab.figures import publish, use_style
 from memlab.loss import loss_per_time
 from memlab.schedule import time_grid
@@ -55,13 +55,10 @@ from memlab.train import INITS, init_state
 use_style()
 prof = get_profile(profile)
 N = prof.setting.N
-if not capacities or not all(isinstance(c, (int, float)) and 0 < c <= 1 for c in capacities):
-    raise ValueError(f"capacities={capacities!r} must be a non-empty list of fractions of N in (0, 1]")
-if not init_vars or not all(isinstance(v, (int, float)) and v > 0 for v in init_vars):
-    raise ValueError(f"init_vars={init_vars!r} must be a non-empty list of positive variances")
-Ms = sorted({max(1, round(c * N)) for c in capacities})
-init_vars = sorted({float(v) for v in init_vars} | {prof.protocol.init_var})   # always the paper's start
-starts = [(init, var) for init in INITS for var in init_vars]
+models = ablation(prof, capacities, init_vars)
+Ms = sorted({M for _, M in models})
+init_vars = sorted({variant.protocol.init_var for variant, _ in models})
+starts = list(dict.fromkeys((variant.protocol.init, variant.protocol.init_var) for variant, _ in models))
 names = {"pmem": "training points (paper)", "gaussian": "N(0, I)", "sphere": "sphere", "data": "data distribution"}
 
 
@@ -69,7 +66,6 @@ def label(init: str, var: float) -> str:
     return f"{names[init]}, s² = {var:g}"
 
 
-variants = {start: replace(prof, protocol=replace(prof.protocol, init=start[0], init_var=start[1])) for start in starts}
 params = {"profile": prof.to_dict(), "seed": seed, "Ms": Ms, "starts": starts}
 glue("profile", Markdown(f"`{profile}`"), display=False)
 glue("n_models", len(starts) * len(Ms), display=False)
@@ -85,7 +81,6 @@ glue("seed", seed, display=False)
 # is reused from the results store.
 
 # %%
-models = [(variants[start], M) for start in starts for M in Ms]
 problem = prof.setting.problem(seed)
 store = profile_store(prof.name)
 records = train_models(models, seed, store, progress=False, problem=problem, train_missing=train_missing)
@@ -95,6 +90,7 @@ curves = [store.get(make_key(model_spec(variant, seed, M)))[1].get("loss_curve",
 
 # The training objective at step 0 (eps loss averaged over the grid times, which the trainer
 # samples uniformly), by Monte Carlo on the same noise for every start.
+variants = {(variant.protocol.init, variant.protocol.init_var): variant for variant, _ in models}
 initial = torch.cat([loss_per_time(init_state(problem, Ms, variants[start].protocol, seed).gmm(), problem.train,
                                    time_grid(), prof.evaluation.n_noise, torch.Generator().manual_seed(seed + 1),
                                    units="eps").mean((1, 2)) for start in starts])

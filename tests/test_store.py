@@ -154,9 +154,28 @@ def test_models_of_several_initialisations_trained_together_equal_each_trained_a
                      train_missing=False)
 
 
+@pytest.mark.slow
+def test_the_command_line_runs_a_profile_then_its_ablation_into_the_store(tmp_path, monkeypatch, capsys):
+    import memlab.experiments as E
+    from memlab.sweep import main
+
+    tiny = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0, 1),
+                   evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7, refine=2)
+    monkeypatch.setitem(E.PROFILES, "tiny", tiny)
+    assert main(["--profile", "tiny", "--ablation", "tiny", "--seeds", "1", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("transition: profile=tiny") < out.index("ablation: profile=tiny")
+    models = E.ablation(tiny)
+    assert len(models) == 4 * 2 * 3                               # inits x variances x capacities 0.7-0.9 N
+    for profile, M in models:
+        assert Store(tmp_path / "tiny").get(make_key(model_spec(profile, 1, M))) is not None
+    with pytest.raises(ValueError, match=r"capacities=\[1.5\] must be a non-empty list of fractions of N"):
+        E.ablation(tiny, capacities=[1.5])
+
+
 @pytest.mark.parametrize("argv, message", [
-    ([], "name a --profile, a --scaling sweep, or both"),
-    (["--scaling", "ci", "--seeds", "1"], "--seeds goes with --profile"),
+    ([], "name a --profile, an --ablation, a --scaling sweep, or several"),
+    (["--scaling", "ci", "--seeds", "1"], "--seeds goes with --profile or --ablation"),
     (["--profile", "ci", "--minutes", "0"], "--minutes=0.0 must be > 0"),
     (["--profile", "ci", "--threads", "0"], "--threads=0 must be >= 1"),
     (["--profile", "ci", "--device", "tpu"], "--device='tpu' must be 'cpu' or, on a machine with a GPU, 'cuda'"),
