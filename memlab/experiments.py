@@ -211,10 +211,11 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
     todo = [i for i, entry in enumerate(found) if entry is None]
     if todo and not train_missing:
         missing = [(models[i][0].protocol.init, models[i][0].protocol.init_var, models[i][1]) for i in todo]
-        what = f"M={[M for *_, M in missing]}" if len({m[:2] for m in missing}) == 1 else f"(init, init_var, M)={missing}"
+        one_start = len({(profile.protocol.init, profile.protocol.init_var) for profile, _ in models}) == 1
+        what = f"M={[M for *_, M in missing]}" if one_start else f"(init, init_var, M)={missing}"
         raise LookupError(f"profile {first.name!r}, seed {seed}: no stored result for {what} in {store.root} "
-                          f"(code version {code_version()}); run `python -m memlab.sweep --profile {first.name} "
-                          f"--seeds {seed}` to compute them")
+                          f"(code version {code_version()}); run `python -m memlab.sweep "
+                          f"--{'profile' if one_start else 'ablation'} {first.name} --seeds {seed}` to compute them")
     if todo:
         group = make_key({"group": [specs[i] for i in todo]})
         resume = store.get(group, ".ckpt")

@@ -32,7 +32,6 @@ train_missing: bool = True  # train the models that are not in the results store
 
 # %%
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -77,8 +76,8 @@ glue("seed", seed, display=False)
 # %% [markdown]
 # Profile **{glue:md}`profile`** ($N$ = {glue:text}`N`), capacities $M$ = {glue:md}`Ms_text`:
 # {glue:text}`n_starts` starts, {glue:text}`n_models` models, trained as one batch on the same
-# noise. The paper's start at the paper's variance is the phase-transition chapter's model and
-# is reused from the results store.
+# noise. Models already in the results store are reused (the paper's start at capacities of
+# the phase-transition chapter's grid is that chapter's model).
 
 # %%
 problem = prof.setting.problem(seed)
@@ -104,17 +103,25 @@ for (variant, M), record, curve, loss0 in zip(models, records, curves, initial.t
                  "dist to train": float(np.median(record["dist_train"])),
                  "dist to true": float(np.median(record["dist_true"]))})
 table = pd.DataFrame(rows)
-paper_start = table[(table.init == "pmem") & (table["init var"] == prof.protocol.init_var)].set_index("M")
+is_paper = (table.init == "pmem") & (table["init var"] == prof.protocol.init_var)
+paper_start = table[is_paper].set_index("M")
 for column, name in (("initial loss", "initial ratio"), ("final loss", "final ratio")):
     table[name] = table[column] / table["M"].map(paper_start[column])
 table["memorization difference"] = table["memorization"] - table["M"].map(paper_start["memorization"])
+random_starts = table[table.init != "pmem"]
+glue("parameters_text", Markdown(
+    f"The random starts end with a learned variance of {random_starts['learned var'].median():.3g} and their means "
+    f"at a median distance of {random_starts['dist to train'].median():.3g} from the nearest training point "
+    f"(medians over their models), against {table[is_paper]['learned var'].median():.3g} and "
+    f"{table[is_paper]['dist to train'].median():.3g} for the paper's start; the data's component variance is "
+    f"{prof.setting.var:g}."), display=False)
 table.drop(columns=["start", "lo", "hi"]).set_index(["init", "init var", "M"])
 
 # %% [markdown]
 # The table: each model's training loss at step 0 and over its last 1,000 steps (and both as
 # ratios to the paper's start at the same $M$), its memorization ratio and the difference from
 # the paper's start, its learned variance, and the median distance of its means to the nearest
-# training point and to the nearest true component mean.
+# training point and to the nearest true component mean. {glue:md}`parameters_text`
 #
 # ## Loss curves
 #
@@ -155,9 +162,7 @@ publish(fig, "fig-init_ablation-loss-curves", pd.DataFrame(curve_rows), params)
 # {glue:md}`curves_text`
 
 # %%
-is_paper = (table.init == "pmem") & (table["init var"] == prof.protocol.init_var)
 from_points = table[(table.init == "pmem") & ~is_paper]
-random_starts = table[table.init != "pmem"]
 glue("curves_text", Markdown(
     "Over the last 1,000 steps, "
     + (f"the other starts from training points end within {(from_points['final ratio'] - 1).abs().max():.1%} of "

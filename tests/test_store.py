@@ -149,7 +149,7 @@ def test_models_of_several_initialisations_trained_together_equal_each_trained_a
     other = replace(base, protocol=replace(base.protocol, peak_lr=2e-2))
     with pytest.raises(ValueError, match="must share setting, evaluation and protocol up to init"):
         train_models([(base, 3), (other, 3)], 0, Store(tmp_path / "c"), progress=False)
-    with pytest.raises(LookupError, match=r"\(init, init_var, M\)=\[\('pmem', 1e-06, 4\)"):
+    with pytest.raises(LookupError, match=r"\(init, init_var, M\)=\[\('pmem', 1e-06, 4\).*--ablation tiny --seeds 0"):
         train_models([(variants[0], 4), (variants[1], 4)], 0, Store(tmp_path / "c"), progress=False,
                      train_missing=False)
 
