@@ -9,8 +9,11 @@ finished model, and a resumed one trains only what is missing.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -35,10 +38,17 @@ class Setting:
     d: int = 50        # dimension (paper: 50)
     K: int = 12        # true components (paper: 12)
     var: float = 1.0   # sigma*^2 (paper: 1)
+    radius: float | None = None  # norm of the true means; None: sqrt(d) (paper). The overlapping-modes chapter shrinks it
 
     def problem(self, seed: int) -> Problem:
         """The data of seed `seed` (means, training and held-out sets)."""
-        return make_problem(self.N, self.d, self.K, torch.Generator().manual_seed(seed), var=self.var)
+        return make_problem(self.N, self.d, self.K, torch.Generator().manual_seed(seed), var=self.var,
+                            radius=self.radius)
+
+    def spec(self) -> dict:
+        """The fields for a result's key; radius only when set, so that entries stored before
+        the field existed keep their keys."""
+        return {k: v for k, v in asdict(self).items() if not (k == "radius" and v is None)}
 
 
 @dataclass(frozen=True)
@@ -149,7 +159,7 @@ def first_memorizing(Ms: Sequence[int], ratios: Sequence[float]) -> int | None:
 
 def model_spec(profile: Profile, seed: int, M: int) -> dict:
     """Everything that determines one trained model's entry; its hash is the entry's key."""
-    return {"setting": asdict(profile.setting), "seed": seed, "M": M, "protocol": profile.protocol.to_dict(),
+    return {"setting": profile.setting.spec(), "seed": seed, "M": M, "protocol": profile.protocol.to_dict(),
             "evaluation": profile.evaluation.to_dict(), "code": code_version()}
 
 
@@ -273,6 +283,44 @@ def phase_transition(profile: Profile, seed: int, store: Store, progress: bool =
     records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
     return {"seed": seed, "band": (start, end), "records": records,
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing: bool = True,
+                      workers: int | None = None) -> list[dict | None]:
+    """phase_transition (on the CPU) of each job (profile, seed, store), in the order given; None for
+    a job with missing models when train_missing is False.
+
+    Jobs whose models are all stored are read here; the others train in `workers` processes
+    (default: one per available core) of one torch thread each, largest N first. The ci models are
+    so small that a step is mostly dispatch overhead, which threads do not share out: on two cores,
+    two one-thread processes train about 1.7x as fast as one two-thread process. Every job trains
+    with one thread whatever the number of workers, so the numbers do not depend on it.
+    """
+    results: list[dict | None] = [None] * len(jobs)
+    todo = []
+    for i, (profile, seed, store) in enumerate(jobs):
+        try:
+            results[i] = phase_transition(profile, seed, store, progress=False, train_missing=False)
+        except LookupError:
+            if train_missing:
+                todo.append(i)
+    if not todo:
+        return results
+    if workers is None:
+        workers = len(os.sched_getaffinity(0))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} must be a positive int")
+    todo.sort(key=lambda i: -jobs[i][0].setting.N)
+    with ProcessPoolExecutor(min(workers, len(todo)), multiprocessing.get_context("spawn"),
+                             initializer=_one_thread) as pool:
+        futures = {i: pool.submit(phase_transition, *jobs[i], progress=False) for i in todo}
+        for i, future in futures.items():
+            results[i] = future.result()
+    return results
 
 
 def audit(profile: Profile, seed: int, M: int, store: Store, scratch: Store) -> dict:

@@ -41,7 +41,7 @@ from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: tqdm prints text bars
 
-from memlab.experiments import get_sweep, phase_transition
+from memlab.experiments import get_sweep, phase_transitions
 from memlab.figures import publish, use_style
 from memlab.loss import weighting
 from memlab.scaling import (capacity_grid, crossing, eq21_ratio, fit_weighting, hypothesis_losses, line_band,
@@ -76,16 +76,13 @@ glue("n_dup", protocol.n_dup, display=False)
 # key matches and are trained otherwise.
 
 # %%
+jobs = [(sw.profile(setting), seed, profile_store(sw.base.name)) for setting, seeds in sw.runs for seed in seeds]
 rows, missing = [], []
-for setting, seeds in sw.runs:
-    prof = sw.profile(setting)
-    store = profile_store(prof.name)
-    for seed in seeds:
-        try:
-            run = phase_transition(prof, seed, store, progress=False, train_missing=train_missing)
-        except LookupError:
-            missing.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed})
-            continue
+for (prof, seed, _), run in zip(jobs, phase_transitions(jobs, train_missing=train_missing)):
+    setting = prof.setting
+    if run is None:
+        missing.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed})
+    else:
         rows.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed, "M_pt": run["M_pt"],
                      "band start": run["band"][0], "band end": run["band"][1], "models": len(run["records"]),
                      "train seconds": sum({r["group_seconds"] for r in run["records"]})})

@@ -43,7 +43,8 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: t
 
 from memlab.denoisers import ideal, memorizing, partially_memorizing
 from memlab.evaluate import evaluate
-from memlab.experiments import PROFILES, audit, coarse_grid, get_profile, phase_transition, run_models
+from memlab.experiments import (PROFILES, audit, coarse_grid, get_profile, phase_transition, phase_transitions,
+                                run_models)
 from memlab.figures import publish, use_style
 from memlab.loss import loss_per_time
 from memlab.schedule import REPRESENTATIVE_INDEX, representative_time, time_grid
@@ -85,13 +86,9 @@ pd.DataFrame({"this profile": protocol.to_dict(), "paper": paper_protocol}).asty
 
 # %%
 store = profile_store(prof.name)
-runs, missing = [], []
-for seed in seeds:
-    try:
-        runs.append(phase_transition(prof, seed, store, progress=False, train_missing=train_missing))
-    except LookupError as err:
-        missing.append(seed)
-        print(err)
+found = phase_transitions([(prof, seed, store) for seed in seeds], train_missing=train_missing)
+runs = [run for run in found if run is not None]
+missing = [seed for seed, run in zip(seeds, found) if run is None]
 if not runs:
     raise LookupError(f"no seed of profile {profile!r} is stored in {store.root}: run `python -m memlab.sweep "
                       f"--profile {profile}` (resumable) or build with train_missing=True")

@@ -199,3 +199,46 @@ def test_sweeps_share_the_store_of_their_profile():
     assert len([s for s, _ in SWEEPS["paper"].runs if s.N <= 200]) == 64
     with pytest.raises(ValueError, match=r"sweep='big' must be one of \['ci', 'paper'\]"):
         get_sweep("big")
+
+
+@pytest.mark.slow
+def test_parallel_phase_transitions_equal_serial_ones_and_read_stored_jobs_in_place(tmp_path, monkeypatch):
+    """Jobs trained in two one-thread worker processes give the numbers of the same jobs run
+    here with one thread; a second call finds everything stored and starts no process."""
+    import torch
+
+    import memlab.experiments as E
+
+    profile = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0, 1),
+                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7)
+    wide = replace(profile, setting=replace(profile.setting, N=16))
+    jobs = [(profile, 0), (wide, 1), (profile, 1)]
+    parallel = E.phase_transitions([(p, s, Store(tmp_path / "pool")) for p, s in jobs], workers=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = [E.phase_transition(p, s, Store(tmp_path / "here"), progress=False) for p, s in jobs]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(parallel, serial):
+        assert a["M_pt"] == b["M_pt"] and a["band"] == b["band"]
+        assert [r["train_loss"] for r in a["records"]] == [r["train_loss"] for r in b["records"]]
+        assert [r["var"] for r in a["records"]] == [r["var"] for r in b["records"]]
+    assert [r["spec"]["setting"]["N"] for r in parallel[1]["records"]][:1] == [16]
+
+    monkeypatch.setattr(E, "ProcessPoolExecutor", None)               # no pool may start now
+    assert E.phase_transitions([(p, s, Store(tmp_path / "pool")) for p, s in jobs]) == parallel
+    assert E.phase_transitions([(p, 2, Store(tmp_path / "pool")) for p, _ in jobs[:1]],
+                               train_missing=False) == [None]
+    with pytest.raises(ValueError, match=r"workers=0 must be a positive int"):
+        E.phase_transitions([(profile, 3, Store(tmp_path / "pool"))], workers=0)
+
+
+def test_radius_enters_the_key_only_when_set():
+    """Entries stored before Setting had a radius keep their keys; a set radius changes the data."""
+    base = Setting(12, 3, 2)
+    assert "radius" not in base.spec() and base.spec() == {"N": 12, "d": 3, "K": 2, "var": 1.0}
+    assert replace(base, radius=0.5).spec()["radius"] == 0.5
+    near = replace(base, radius=0.5).problem(0)
+    assert np.allclose(near.means.norm(dim=1).numpy(), 0.5)
+    assert np.allclose(base.problem(0).means.norm(dim=1).numpy(), 3 ** 0.5)
