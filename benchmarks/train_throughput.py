@@ -6,7 +6,8 @@ loop of the same protocol (autograd, torch.optim.Adam, the same EMA of updates);
 float32 matmul peak (a 4096^3 product). Reports model-steps per second, achieved GFLOP/s
 (the five GEMMs of a step: 2 forward, 3 backward, 2 B (d+1) M flops each) and the ratios,
 and the ceiling peak / (plain loop's GFLOP/s): the largest speed-up over the plain loop that
-any implementation of the same matrix products can reach on this machine.
+any implementation of the same matrix products can reach on this machine. At the ci profile's
+size it also times independent runs in one-thread processes against one multi-thread process.
 
     python benchmarks/train_throughput.py [--steps 5] [--json out.json]
 """
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 
 import torch
@@ -87,12 +91,31 @@ def memlab_step(problem, Ms, protocol: Protocol, seed: int, steps: int) -> float
     return _timed(lambda: train(problem, state, protocol, seed, until=1 + steps, progress=False)) / steps
 
 
+def _ci_size(N: int = 50):
+    setting = Setting(N, 30, 3)
+    return setting, setting.problem(0), coarse_grid(setting.N), Protocol(n_dup=10)
+
+
+def processes_vs_threads(steps: int, n: int, N: int) -> float:
+    """Independent runs at the ci protocol, as the chapters train them (experiments.phase_transitions):
+    n one-thread processes side by side against one n-thread process, each timing memlab.train on
+    the coarse grid at N samples; returns the gain in runs per second."""
+    def launch(threads: int, count: int) -> list[float]:
+        procs = [subprocess.Popen([sys.executable, __file__, "--ci-worker", str(steps), str(threads), str(N)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(count)]
+        outs = [proc.communicate()[0] for proc in procs]
+        if any(proc.returncode for proc in procs):
+            raise RuntimeError(f"a benchmark worker failed: {[proc.returncode for proc in procs]}")
+        return [float(out) for out in outs]
+
+    return n * launch(n, 1)[0] / max(launch(1, n))
+
+
 def ci_scale(steps: int) -> dict:
     """The ci profile's size (N = 50, d = 30, N_dup = 10, its coarse grid), where the cost per tensor
     operation dominates: memlab's padded batch of all models against memlab one model at a time
-    (its path for large problems) and the plain loop."""
-    setting = Setting(50, 30, 3)
-    problem, Ms, protocol = setting.problem(0), coarse_grid(setting.N), Protocol(n_dup=10)
+    (its path for large problems) and the plain loop; and independent runs in processes."""
+    setting, problem, Ms, protocol = _ci_size()
     batched = memlab_step(problem, Ms, protocol, 0, steps)
     saved = T.GROUP_ELEMENTS
     T.GROUP_ELEMENTS = 0                                                  # force one model at a time
@@ -104,14 +127,24 @@ def ci_scale(steps: int) -> dict:
     return {"setting": {"N": setting.N, "d": setting.d, "n_dup": protocol.n_dup, "Ms": Ms},
             "batched_seconds_per_step": batched, "one_by_one_seconds_per_step": one_by_one,
             "plain_seconds_per_step": plain, "batched_vs_one_by_one": one_by_one / batched,
-            "batched_vs_plain": plain / batched, "ci_coarse_grid_minutes": batched * protocol.steps / 60}
+            "batched_vs_plain": plain / batched, "ci_coarse_grid_minutes": batched * protocol.steps / 60,
+            "processes": len(os.sched_getaffinity(0)),
+            **{f"processes_vs_threads_N{N}": processes_vs_threads(steps, len(os.sched_getaffinity(0)), N)
+               for N in (20, 50)}}
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description="training throughput benchmark")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--json", type=str, default=None)
+    parser.add_argument("--ci-worker", type=int, nargs=3, metavar=("STEPS", "THREADS", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.ci_worker:                                     # one process of processes_vs_threads
+        steps, threads, N = args.ci_worker
+        torch.set_num_threads(threads)
+        _, problem, Ms, protocol = _ci_size(N)
+        print(memlab_step(problem, Ms, protocol, 0, steps))
+        return {}
     setting = Setting(200, 50, 12)
     problem = setting.problem(0)
     Ms = coarse_grid(setting.N)

@@ -270,14 +270,16 @@ def ablation(profile: Profile, capacities: Sequence[float] = (0.7, 0.8, 0.9),
 
 
 def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True,
-                     train_missing: bool = True, device: str = "cpu", deadline: float | None = None) -> dict:
-    """The two-stage grid for one seed: coarse grid, transition band, refinement, M_pt."""
+                     train_missing: bool = True, device: str = "cpu", deadline: float | None = None,
+                     refine: bool = True) -> dict:
+    """The two-stage grid for one seed: coarse grid, transition band, refinement (unless
+    refine=False: the coarse grid alone, half the training of the ci profile), M_pt."""
     problem = profile.setting.problem(seed)
     coarse = coarse_grid(profile.setting.N)
     coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing, device, deadline)
     ratios = [r["memorization"] for r in coarse_records]
     start, end = transition_band(coarse, ratios)
-    fine = refine_grid(start, end, coarse, profile.refine)
+    fine = refine_grid(start, end, coarse, profile.refine) if refine else []
     fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing, device,
                               deadline) if fine else []
     records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
@@ -290,21 +292,22 @@ def _one_thread() -> None:
 
 
 def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing: bool = True,
-                      workers: int | None = None) -> list[dict | None]:
+                      workers: int | None = None, refine: bool = True) -> list[dict | None]:
     """phase_transition (on the CPU) of each job (profile, seed, store), in the order given; None for
     a job with missing models when train_missing is False.
 
     Jobs whose models are all stored are read here; the others train in `workers` processes
     (default: one per available core) of one torch thread each, largest N first. The ci models are
-    so small that a step is mostly dispatch overhead, which threads do not share out: on two cores,
-    two one-thread processes train about 1.7x as fast as one two-thread process. Every job trains
+    so small that a step is mostly the fixed cost of its tensor operations, which threads share out
+    poorly: on two cores the ci linear-scaling sweep (N = 20..50) trained 1.5x as fast this way as
+    in one two-thread process (N = 50 alone: 1.07x; benchmarks/train_throughput.py). Every job trains
     with one thread whatever the number of workers, so the numbers do not depend on it.
     """
     results: list[dict | None] = [None] * len(jobs)
     todo = []
     for i, (profile, seed, store) in enumerate(jobs):
         try:
-            results[i] = phase_transition(profile, seed, store, progress=False, train_missing=False)
+            results[i] = phase_transition(profile, seed, store, progress=False, train_missing=False, refine=refine)
         except LookupError:
             if train_missing:
                 todo.append(i)
@@ -317,7 +320,7 @@ def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing:
     todo.sort(key=lambda i: -jobs[i][0].setting.N)
     with ProcessPoolExecutor(min(workers, len(todo)), multiprocessing.get_context("spawn"),
                              initializer=_one_thread) as pool:
-        futures = {i: pool.submit(phase_transition, *jobs[i], progress=False) for i in todo}
+        futures = {i: pool.submit(phase_transition, *jobs[i], progress=False, refine=refine) for i in todo}
         for i, future in futures.items():
             results[i] = future.result()
     return results

@@ -27,6 +27,7 @@ profile: str = "ci"  # whose setting and protocol: ci (computed here in minutes)
 seed: int = 0  # data and noise seed of the trained models
 separations: list = [1.0, 0.75, 0.5, 0.25, 0.0]  # radius of the true means as a fraction of sqrt(d)
 train_missing: bool = True  # train the models that are not in the results store (False: leave them out)
+refine: bool = False  # also train the refinement inside each transition band (twice the training)
 n_noise: int = 4  # noise draws per training point and grid time for the Monte Carlo losses
 mc_seed: int = 1000  # seed of the Monte Carlo noise
 
@@ -76,8 +77,8 @@ def setting_at(c: float):
 
 settings = {c: setting_at(c) for c in separations}
 problems: dict[float, Problem] = {c: s.problem(seed) for c, s in settings.items()}
-params = {"profile": prof.to_dict(), "seed": seed, "separations": separations, "n_noise": n_noise,
-          "mc_seed": mc_seed}
+params = {"profile": prof.to_dict(), "seed": seed, "separations": separations, "refine": refine,
+          "n_noise": n_noise, "mc_seed": mc_seed}
 glue("profile", Markdown(f"`{profile}`"), display=False)
 for name, value in {"N": N, "d": d, "K": K, "seed": seed, "n_separations": len(separations)}.items():
     glue(name, value, display=False)
@@ -257,13 +258,18 @@ approximations
 #
 # ## Where and how sharply the transition happens
 #
-# Trained models at every radius: the two-stage capacity grid of the phase-transition chapter,
-# with the protocol of profile {glue:md}`profile` (the models at $c$ = 1 are that chapter's).
+# Trained models at every radius, with the protocol of profile {glue:md}`profile`:
+# {glue:md}`grid_text` (the models at $c$ = 1 are the phase-transition chapter's).
 
 # %%
+glue("grid_text", Markdown(
+    "the two-stage capacity grid of the phase-transition chapter" if refine else
+    f"the coarse grid $M = N/10, \\dots, N$ of the phase-transition chapter, without its refinement (half the "
+    f"training; `-p refine True` adds it), so $M_{{pt}}$ is known to within $N/10$ = {N / 10:g} and the "
+    f"capacities where the ratio crosses 0.1, 0.5 and 0.9 are interpolated between grid points"), display=False)
 store = profile_store(prof.name)
 runs = dict(zip(separations, phase_transitions([(replace(prof, setting=settings[c]), seed, store)
-                                                for c in separations], train_missing=train_missing)))
+                                                for c in separations], train_missing=train_missing, refine=refine)))
 missing = [c for c, run in runs.items() if run is None]
 if len(missing) == len(separations):
     raise LookupError(f"no radius of profile {profile!r}, seed {seed} is stored in {store.root}: "
@@ -297,9 +303,10 @@ axes[0].set_xlabel("capacity M/N")
 axes[0].set_ylabel("memorization ratio (95% Wilson interval)")
 axes[0].legend(fontsize=8)
 ax = axes[1]
-ax.fill_between(transitions.index, transitions["band start / N"], transitions["band end / N"], color="C0", alpha=0.15,
-                label="transition band (trained)")
-ax.plot(transitions.index, transitions["M_pt/N"], "o-", color="C0", label="$M_{pt}/N$ (trained)")
+ax.fill_between(transitions.index, transitions["M/N at ratio 0.1"], transitions["M/N at ratio 0.9"], color="C0",
+                alpha=0.15, label="ratio 0.1 to 0.9 (trained, interpolated)")
+ax.plot(transitions.index, transitions["M/N at ratio 0.5"], "o-", color="C0", label="ratio 1/2 (trained, interpolated)")
+ax.plot(transitions.index, transitions["M_pt/N"], "x", color="C0", label="$M_{pt}/N$ (first trained M at ratio >= 1/2)")
 ax.plot(transitions.index, transitions["hypothesis M*/N, psi"], "s--", color="C1", label=r"hypothesis, $\lambda = \psi$")
 ax.plot(transitions.index, transitions["hypothesis M*/N, uniform"], "^--", color="C2", label="hypothesis, uniform")
 ax.set_xlabel("radius of the true means / sqrt(d)")
@@ -307,7 +314,7 @@ ax.set_ylabel("M/N")
 ax.legend(fontsize=8)
 publish(fig, "fig-overlapping_modes-transition", models.merge(transitions.reset_index(), on="c"), params)
 paper_row = transitions.iloc[0]
-measured_pt = transitions["M_pt/N"].dropna()
+half = transitions["M/N at ratio 0.5"].dropna()
 glue("missing_text", Markdown("" if not missing else
                               f"Radii c = {missing} are not stored and are left out (build with train_missing=True)."),
      display=False)
@@ -320,18 +327,18 @@ width = transitions["width 0.1 to 0.9"]
 extra = approximations["largest excess above Thm 3.1 / var"].max()
 hyp = {name: transitions[f"hypothesis M*/N, {name}"] for name in ("psi", "uniform")}
 glue("transition_text", Markdown(
-    f"At c = {transitions.index[0]:g} the models start to memorize at $M_{{pt}}/N$ = {paper_row['M_pt/N']:.2f}, "
-    f"and the memorization ratio climbs from 0.1 to 0.9 within {paper_row['width 0.1 to 0.9']:.2f} N "
-    f"(interpolated between the trained capacities). Over the radii, $M_{{pt}}/N$ is {span(measured_pt)} and "
-    f"that width {span(width)} N"
-    + (f"; where the means coincide (c = 0), $M_{{pt}}/N$ = {transitions.loc[0.0, 'M_pt/N']:.2f} and the width "
-       f"is {transitions.loc[0.0, 'width 0.1 to 0.9']:.2f} N" if 0.0 in transitions.index else "")
+    f"At c = {transitions.index[0]:g} the memorization ratio reaches 1/2 at $M/N$ = "
+    f"{paper_row['M/N at ratio 0.5']:.2f} and climbs from 0.1 to 0.9 within {paper_row['width 0.1 to 0.9']:.2f} N "
+    f"(interpolated between the trained capacities; $M_{{pt}}/N$ = {paper_row['M_pt/N']:.2f}). Over the radii, the "
+    f"capacity of ratio 1/2 is {span(half)} N and the width {span(width)} N"
+    + (f"; where the means coincide (c = 0), {transitions.loc[0.0, 'M/N at ratio 0.5']:.2f} N and "
+       f"{transitions.loc[0.0, 'width 0.1 to 0.9']:.2f} N" if 0.0 in transitions.index else "")
     + f". The hypothesis puts the crossover at {span(hyp['psi'])} under the training weighting and at "
       f"{span(hyp['uniform'])} under the uniform one. "
     + (f"Separation matters little here: guessing the component adds at most {extra:.2f} $\\sigma_*^2$ to the "
        f"ideal denoiser's excess loss (far means are rarely confused, near ones cost little when confused), while "
        f"both approximated excess losses grow with $d\\sigma_*^2$ = {d * var:g}; so the two losses, and the "
-       "capacity where they cross, barely move." if measured_pt.max() - measured_pt.min() <= 0.1 else
+       "capacity where they cross, barely move." if half.max() - half.min() <= 0.1 else
        "Where the modes overlap the transition moves: the separation of the components enters where the "
        "training losses cross.")), display=False)
 transitions
@@ -341,9 +348,9 @@ transitions
 # :name: fig-overlapping_modes-transition
 #
 # Left: memorization ratio of the trained models against capacity, one curve per radius of the
-# true means. Right: the first memorizing capacity $M_{pt}/N$ and the transition band (from the
-# last capacity below ratio 0.1 to the first at or above 0.9) against the radius, with the
-# hypothesis's crossover under two weightings. Profile {glue:md}`profile`, seed
+# true means. Right: the capacity where the ratio reaches 1/2 and the range where it climbs from
+# 0.1 to 0.9 (interpolated between trained capacities), and $M_{pt}/N$, against the radius, with
+# the hypothesis's crossover under two weightings. Profile {glue:md}`profile`, seed
 # {glue:text}`seed`. Files: {download}`PNG <figures/fig-overlapping_modes-transition.png>`,
 # {download}`SVG <figures/fig-overlapping_modes-transition.svg>`,
 # {download}`data <figures/fig-overlapping_modes-transition.csv>`,

@@ -49,8 +49,10 @@ for key in ("speedup_vs_plain", "fraction_of_peak", "memlab_gflops", "plain_gflo
             "paper_coarse_grid_hours_per_seed"):
     glue(key, float(result[key]), display=False)
 glue("threads", int(result["threads"]), display=False)
-for key in ("batched_vs_one_by_one", "batched_vs_plain", "ci_coarse_grid_minutes"):
+for key in ("batched_vs_one_by_one", "batched_vs_plain", "ci_coarse_grid_minutes", "processes_vs_threads_N20",
+            "processes_vs_threads_N50"):
     glue(f"ci_{key}", float(result["ci"][key]), display=False)
+glue("ci_processes", int(result["ci"]["processes"]), display=False)
 ceiling = result["ceiling_vs_plain"]
 glue("ceiling_text", Markdown(
     f"The plain loop already runs its products at {result['plain_fraction_of_peak']:.0%} of the peak, so on "
@@ -81,4 +83,10 @@ pd.DataFrame({
 # At the `ci` profile's size ($N$ = 50, $d$ = 30, $N_{dup}$ = 10, ten models) the padded batch
 # runs {glue:text}`ci_batched_vs_one_by_one:.1f` times as fast as the same trainer taking the
 # models one at a time and {glue:text}`ci_batched_vs_plain:.1f` times as fast as the plain loop:
-# {glue:text}`ci_ci_coarse_grid_minutes:.1f` minutes for a seed's coarse grid.
+# {glue:text}`ci_ci_coarse_grid_minutes:.1f` minutes for a seed's coarse grid. Every step of
+# so small a problem is mostly the fixed cost of its tensor operations, which threads share out
+# poorly; so the chapters train independent runs (settings, seeds, radii) in separate
+# processes of one thread each. {glue:text}`ci_processes` such processes side by side train
+# {glue:text}`ci_ci_processes_vs_threads_N20:.2f` times as many runs per second as one process
+# with {glue:text}`ci_processes` threads at $N$ = 20, and {glue:text}`ci_ci_processes_vs_threads_N50:.2f`
+# times at $N$ = 50.

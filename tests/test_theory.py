@@ -40,3 +40,20 @@ def test_representative_excess_and_errors():
     assert float(memorizing_excess(0.25, 50, 2.0)) == 75.0
     with pytest.raises(ValueError, match="C=0 must be > 0"):
         crossover(torch.ones(26), time_grid(), 0)
+
+
+def test_coinciding_means_make_theorem_3_1_exact_for_the_ideal_loss():
+    """With all K means at the origin (radius 0, the overlapping-modes chapter's limit) the data is
+    N(0, var I), the ideal denoiser is the linear shrinkage (alpha var / v) x, and its loss is
+    d var / (psi var + 1) exactly. Monte Carlo over n points: the squared error is (mmse / d) chi^2_d,
+    so the mean has relative sd sqrt(2 / (d n)) = 0.7%; the tolerance is 4 sd."""
+    from memlab.denoisers import ideal
+    from memlab.gmm import make_problem
+    from memlab.loss import loss_per_time
+
+    d, n, var = 10, 4000, 2.0
+    problem = make_problem(n, d, 3, torch.Generator().manual_seed(0), var=var, radius=0.0)
+    times = time_grid()[[3, 16, 22]]
+    measured = loss_per_time(ideal(problem), problem.train, times, 1, torch.Generator().manual_seed(1)).mean((0, 1))
+    expected = generalizing_excess(times, d, var)
+    assert torch.allclose(measured, expected, rtol=4 * (2 / (d * n)) ** 0.5)
