@@ -87,6 +87,6 @@ pd.DataFrame({
 # so small a problem is mostly the fixed cost of its tensor operations, which threads share out
 # poorly; so the chapters train independent runs (settings, seeds, radii) in separate
 # processes of one thread each. {glue:text}`ci_processes` such processes side by side train
-# {glue:text}`ci_ci_processes_vs_threads_N20:.2f` times as many runs per second as one process
-# with {glue:text}`ci_processes` threads at $N$ = 20, and {glue:text}`ci_ci_processes_vs_threads_N50:.2f`
+# {glue:text}`ci_processes_vs_threads_N20:.2f` times as many runs per second as one process
+# with {glue:text}`ci_processes` threads at $N$ = 20, and {glue:text}`ci_processes_vs_threads_N50:.2f`
 # times at $N$ = 50.
