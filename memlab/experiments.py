@@ -299,9 +299,9 @@ def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing:
     Jobs whose models are all stored are read here; the others train in `workers` processes
     (default: one per available core) of one torch thread each, largest N first. The ci models are
     so small that a step is mostly the fixed cost of its tensor operations, which threads share out
-    poorly: on two cores the ci linear-scaling sweep (N = 20..50) trained 1.5x as fast this way as
-    in one two-thread process (N = 50 alone: 1.07x; benchmarks/train_throughput.py). Every job trains
-    with one thread whatever the number of workers, so the numbers do not depend on it.
+    poorly (benchmarks/train_throughput.py measures the gain; the ci linear-scaling chapter went
+    from 12m26s to 8m16s on two cores). Every job trains with one thread whatever the number of
+    workers, so the numbers do not depend on it.
     """
     results: list[dict | None] = [None] * len(jobs)
     todo = []
