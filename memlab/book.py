@@ -10,6 +10,12 @@ sha256 over the chapter source, every ``memlab/*.py`` file, the parameters,
 ``requirements.lock`` and the stored results (``results/``). A chapter is executed again exactly when its key changes (or with
 ``--force``), so the rendered results are never stale.
 
+A page of the book may also be a *variant*: ``notebooks/<page>.yml`` names a chapter, a
+title and parameters, and the page is that chapter executed with them (the paper-scale
+pages, read from the results store, are variants of the ci chapters). The variant's title
+replaces the chapter's, and its figures are named ``fig-<page>-<slug>`` instead of
+``fig-<chapter>-<slug>``, so that both pages can be in the book.
+
 A chapter that fails leaves no ``<name>.ipynb`` (nothing stale is rendered) and is kept
 as ``<name>.failed.ipynb`` for debugging. Finally, unless ``--no-html``, the driver runs
 ``jupyter-book build`` with warnings as errors.
@@ -96,6 +102,9 @@ class BookPaths:
 
     def source(self, chapter: str) -> Path:
         return self.notebooks / f"{chapter}.py"
+
+    def variant(self, page: str) -> Path:
+        return self.notebooks / f"{page}.yml"
 
     def executed(self, chapter: str) -> Path:
         return self.chapters / f"{chapter}.ipynb"
@@ -211,9 +220,9 @@ def check_parameters(chapter: str, parameters: Mapping[str, Any], declared: Mapp
 
 
 def build_key(source: Path, package: Path, lock: Path, parameters: Mapping[str, Any],
-              results: Path | None = None) -> str:
-    """sha256 over the chapter source, every package ``*.py`` file, the parameters, the lock file
-    and the stored results (every ``results/<profile>/*.json`` entry but checkpoints; not the
+              results: Path | None = None, variant: Path | None = None) -> str:
+    """sha256 over the chapter source (and the variant file of a variant page), every package
+    ``*.py`` file, the parameters, the lock file and the stored results (every ``results/<profile>/*.json`` entry but checkpoints; not the
     ``ci`` profile, which the chapters recompute from the code and so adds nothing to the key).
 
     File contents count, not modification times; the parameters count as canonical JSON,
@@ -225,6 +234,8 @@ def build_key(source: Path, package: Path, lock: Path, parameters: Mapping[str, 
         digest.update(label.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
 
     feed("source", Path(source).read_bytes())
+    if variant is not None:
+        feed("variant", Path(variant).read_bytes())
     package = Path(package)
     for path in sorted(package.rglob("*.py")):
         if "__pycache__" not in path.parts:
@@ -248,19 +259,64 @@ def stored_record(executed: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def read_variant(page: str, paths: BookPaths) -> tuple[str, str, dict[str, Any]]:
+    """(chapter, title, parameters) of the variant page ``notebooks/<page>.yml``; ValueError if malformed."""
+    file = paths.variant(page)
+    try:
+        spec = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"variant page {file} is not valid YAML: {error}") from None
+    fields = {"chapter": str, "title": str, "parameters": dict}
+    if not isinstance(spec, dict) or set(spec) != set(fields) or not all(
+            isinstance(spec[name], kind) for name, kind in fields.items()):
+        raise ValueError(f"variant page {file} must be a mapping with exactly chapter (a chapter name), "
+                         f"title (a string) and parameters (a mapping); got {spec!r}")
+    if not paths.source(spec["chapter"]).is_file():
+        raise ValueError(f"variant page {file}: chapter '{spec['chapter']}' has no source "
+                         f"{paths.source(spec['chapter'])}")
+    return spec["chapter"], spec["title"], spec["parameters"]
+
+
+def as_variant(nb: nbformat.NotebookNode, chapter: str, page: str, title: str) -> nbformat.NotebookNode:
+    """The chapter's notebook retitled, with its figures fig-<chapter>-* renamed fig-<page>-*."""
+    first = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
+    if first is None or not first.source.startswith("# "):
+        raise ValueError(f"chapter '{chapter}' must open with a markdown cell '# <title>' to have variant pages")
+    first.source = "# " + title + "".join(first.source.partition("\n")[1:])
+    for cell in nb.cells:
+        cell.source = cell.source.replace(f"fig-{chapter}-", f"fig-{page}-")
+    return nb
+
+
+def page_source(page: str, paths: BookPaths) -> str:
+    """The source file of a page, relative to the root: notebooks/<page>.py or .yml."""
+    return (paths.source(page) if paths.source(page).is_file() else paths.variant(page)).relative_to(
+        paths.root).as_posix()
+
+
 def prepare(chapter: str, paths: BookPaths, parameters: Mapping[str, Any]) -> tuple[nbformat.NotebookNode, str]:
-    """Read and check a chapter: its notebook and its build key. Raises before anything runs."""
-    source = paths.source(chapter)
+    """Read and check a page (a chapter or a variant): its notebook and its build key. Raises
+    before anything runs. A variant's own parameters are kept in the notebook's metadata; the
+    ones given here override them."""
+    source, variant, fixed = paths.source(chapter), None, {}
+    if not source.is_file() and paths.variant(chapter).is_file():
+        variant = paths.variant(chapter)
+        base, title, fixed = read_variant(chapter, paths)
+        source = paths.source(base)
     if not source.is_file():
-        known = sorted(path.stem for path in paths.notebooks.glob("*.py"))
+        known = sorted({path.stem for path in paths.notebooks.glob("*.py")} |
+                       {path.stem for path in paths.notebooks.glob("*.yml")})
         raise ValueError(f"no chapter '{chapter}': {source} does not exist; chapters: {', '.join(known) or 'none'}")
     nb = read_chapter(source)
+    if variant is not None:
+        nb = as_variant(nb, base, chapter, title)
+        nb.metadata[METADATA_KEY] = {"variant_parameters": fixed}
     try:
         declared = declared_parameters(nb)
     except ValueError as error:
         raise ValueError(f"chapter '{chapter}' ({source}): {error}") from None
-    check_parameters(chapter, parameters, declared)
-    return nb, build_key(source, paths.package, paths.lock, parameters, paths.results)
+    check_parameters(chapter, {**fixed, **parameters}, declared)
+    return nb, build_key(source, paths.package, paths.lock, parameters, paths.results, variant)
 
 
 def is_current(chapter: str, paths: BookPaths, key: str) -> bool:
@@ -280,12 +336,15 @@ def execute(chapter: str, paths: BookPaths, nb: nbformat.NotebookNode, key: str,
     executed, failed, partial = paths.executed(chapter), paths.failed(chapter), paths.partial(chapter)
     for stale in (executed, failed, partial):
         stale.unlink(missing_ok=True)
-    nb.metadata[METADATA_KEY] = {"build_key": key, "parameters": dict(parameters), "source": f"notebooks/{chapter}.py"}
+    fixed = nb.metadata.get(METADATA_KEY, {}).get("variant_parameters", {})
+    nb.metadata[METADATA_KEY] = {"build_key": key, "parameters": dict(parameters), "source": page_source(chapter, paths)}
+    if fixed:
+        nb.metadata[METADATA_KEY]["variant_parameters"] = fixed
     try:
         papermill.execute_notebook(
             nb,
             str(partial),
-            parameters=dict(parameters),
+            parameters={**fixed, **parameters},
             kernel_name=KERNEL_NAME,
             language="python",
             progress_bar=True,
@@ -294,16 +353,16 @@ def execute(chapter: str, paths: BookPaths, nb: nbformat.NotebookNode, key: str,
     except BaseException as error:
         kept = None
         if partial.exists():
-            _finish(partial, failed, chapter)
+            _finish(partial, failed, page_source(chapter, paths))
             kept = failed
         if isinstance(error, Exception):
             raise ChapterFailed(chapter, kept, error) from error
         raise
-    _finish(partial, executed, chapter)
+    _finish(partial, executed, page_source(chapter, paths))
     return executed
 
 
-def _finish(partial: Path, destination: Path, chapter: str) -> None:
+def _finish(partial: Path, destination: Path, source: str) -> None:
     """Move the notebook papermill wrote to ``destination`` in one step (os.replace).
 
     Papermill records its input in the metadata; given a notebook object, it stores the
@@ -315,7 +374,7 @@ def _finish(partial: Path, destination: Path, chapter: str) -> None:
         pass  # unreadable (papermill stopped mid-write): keep it as it is for debugging
     else:
         record = nb.metadata.get("papermill", {})
-        record["input_path"] = f"notebooks/{chapter}.py"
+        record["input_path"] = source
         record["output_path"] = f"{CHAPTER_DIR}/{destination.name}"
         nbformat.write(nb, partial)
     os.replace(partial, destination)
@@ -408,10 +467,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def show_parameters(chapters: Sequence[str], paths: BookPaths) -> None:
     for chapter in chapters:
-        print(f"{chapter} (notebooks/{chapter}.py):")
-        declared = declared_parameters(read_chapter(paths.source(chapter)))
+        nb, _ = prepare(chapter, paths, {})
+        fixed = nb.metadata.get(METADATA_KEY, {}).get("variant_parameters", {})
+        print(f"{chapter} ({page_source(chapter, paths)}):")
+        declared = declared_parameters(nb)
         for name, spec in declared.items():
-            print(f"  {name}: {spec['inferred_type_name']} = {spec['default']}  # {spec['help']}")
+            default = repr(fixed[name]) if name in fixed else spec["default"]
+            print(f"  {name}: {spec['inferred_type_name']} = {default}  # {spec['help']}")
         if not declared:
             print("  (no parameters)")
 

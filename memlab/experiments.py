@@ -273,7 +273,8 @@ def phase_transition(profile: Profile, seed: int, store: Store, progress: bool =
                      train_missing: bool = True, device: str = "cpu", deadline: float | None = None,
                      refine: bool = True) -> dict:
     """The two-stage grid for one seed: coarse grid, transition band, refinement (unless
-    refine=False: the coarse grid alone, half the training of the ci profile), M_pt."""
+    refine=False: the coarse grid alone, half the training of the ci profile), M_pt; "refined"
+    says whether the refinement was run."""
     problem = profile.setting.problem(seed)
     coarse = coarse_grid(profile.setting.N)
     coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing, device, deadline)
@@ -283,7 +284,7 @@ def phase_transition(profile: Profile, seed: int, store: Store, progress: bool =
     fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing, device,
                               deadline) if fine else []
     records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
-    return {"seed": seed, "band": (start, end), "records": records,
+    return {"seed": seed, "band": (start, end), "records": records, "refined": refine,
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}
 
 
@@ -293,8 +294,9 @@ def _one_thread() -> None:
 
 def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing: bool = True,
                       workers: int | None = None, refine: bool = True) -> list[dict | None]:
-    """phase_transition (on the CPU) of each job (profile, seed, store), in the order given; None for
-    a job with missing models when train_missing is False.
+    """phase_transition (on the CPU) of each job (profile, seed, store), in the order given. With
+    train_missing False, a job whose refinement is not stored gives its coarse grid alone
+    ("refined" False), and one whose coarse grid is not stored gives None.
 
     Jobs whose models are all stored are read here; the others train in `workers` processes
     (default: one per available core) of one torch thread each, largest N first. The ci models are
@@ -311,6 +313,12 @@ def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing:
         except LookupError:
             if train_missing:
                 todo.append(i)
+            elif refine:
+                try:
+                    results[i] = phase_transition(profile, seed, store, progress=False, train_missing=False,
+                                                  refine=False)
+                except LookupError:
+                    pass
     if not todo:
         return results
     if workers is None:

@@ -19,6 +19,8 @@
 # its sweep. This chapter measures $M_{pt}$ over a sweep of settings, fits the line, and tests
 # the account behind it: the transition happens where the training loss of the partially
 # memorizing denoiser $\mathrm{pmem}_M$ drops below that of the ideal denoiser.
+# The book has it twice: on the small `ci` sweep, trained from scratch by every build, and on
+# the paper's sweep, read from the results store ({doc}`linear_scaling_paper`).
 
 # %% tags=["parameters"]
 sweep: str = "ci"  # which sweep: ci (trained here in minutes) or paper (the 64 settings, from stored results)
@@ -80,7 +82,7 @@ jobs = [(sw.profile(setting), seed, profile_store(sw.base.name)) for setting, se
 rows, missing = [], []
 for (prof, seed, _), run in zip(jobs, phase_transitions(jobs, train_missing=train_missing)):
     setting = prof.setting
-    if run is None:
+    if run is None or not run["refined"]:        # a run without its refinement has no precise M_pt yet
         missing.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed})
     else:
         rows.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed, "M_pt": run["M_pt"],
@@ -89,10 +91,13 @@ for (prof, seed, _), run in zip(jobs, phase_transitions(jobs, train_missing=trai
 runs = pd.DataFrame(rows, columns=["N", "d", "K", "seed", "M_pt", "band start", "band end", "models", "train seconds"])
 runs["M_pt/N"] = runs["M_pt"] / runs["N"]
 measured = runs.dropna(subset=["M_pt"])
+if measured.empty:
+    raise LookupError(f"no run of the {sweep!r} sweep has a stored threshold: run `python -m memlab.sweep "
+                      f"--scaling {sweep}` (resumable) or build with train_missing=True")
 glue("n_measured", len(measured), display=False)
 glue("missing_text", Markdown(
     "Every run of the sweep is measured." if not missing else
-    f"{len(missing)} of the sweep's runs are not in the results store and are left out "
+    f"{len(missing)} of the sweep's runs are not (or not completely) in the results store and are left out "
     f"(`python -m memlab.sweep --scaling {sweep}` computes them, resumably): "
     + ", ".join(f"(N={m['N']}, d={m['d']}, K={m['K']}, seed {m['seed']})" for m in missing[:12])
     + (", ..." if len(missing) > 12 else "") + "."), display=False)
@@ -196,7 +201,7 @@ reg
 #
 # ## The hypothesis, setting by setting
 #
-# For each setting (first seed's data), Monte Carlo training losses of $\mathrm{pmem}_M$ on a
+# For each setting with a measured threshold (first seed's data), Monte Carlo training losses of $\mathrm{pmem}_M$ on a
 # grid of 50 capacities, of the ideal and of the memorizing denoiser, at all 26 grid times
 # with {glue:text}`n_noise_mc` noise draws per training point (the same draws for every
 # denoiser). The hypothesis's $M^*/N$ under a weighting is where the weighted gap
@@ -206,9 +211,12 @@ reg
 glue("n_noise_mc", n_noise, display=False)
 glue("tau", tau, display=False)
 glue("entropy", entropy, display=False)
-settings = [s for s, _ in sw.runs]
+measured_settings = set(zip(measured.N, measured.d, measured.K))
+settings = [s for s, _ in sw.runs if (s.N, s.d, s.K) in measured_settings]
 mc = {}
 for s, seeds in sw.runs:
+    if s not in settings:
+        continue
     Ms = capacity_grid(s.N)
     losses = hypothesis_losses(s.problem(seeds[0]), Ms, n_noise, mc_seed)
     m = torch.tensor(Ms, dtype=torch.float64) / s.N

@@ -246,3 +246,46 @@ def test_failing_chapter_exits_1_removes_the_old_result_and_keeps_the_failed_not
     failed = nbformat.read(paths.failed("chap"), as_version=4)
     errors = [out for cell in failed.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
     assert any(out.get("ename") == "ZeroDivisionError" for out in errors)
+
+
+# --- variant pages -----------------------------------------------------------------------
+
+
+def write_variant(paths: book.BookPaths, page="big", text="chapter: chap\ntitle: Big things\nparameters: {n: 6}\n"):
+    paths.variant(page).write_text(text)
+
+
+def test_variant_page_runs_its_chapter_retitled_with_its_parameters_and_figure_names(tmp_path):
+    body = "\n".join(['from pathlib import Path', 'Path("figures").mkdir(exist_ok=True)',
+                      'Path("figures/fig-chap-out.txt").write_text(str(n * scale))'])
+    paths = make_book(tmp_path, body=body)
+    paths.source("chap").write_text("# %% [markdown]\n# # Things\n#\n# See fig-chap-out.\n\n"
+                                    + paths.source("chap").read_text())
+    write_variant(paths)
+    assert book.run_chapters(["big"], paths, {"scale": 2.0}, log=lambda _: None) == ["big"]
+    assert (paths.chapters / "figures" / "fig-big-out.txt").read_text() == "12.0"   # n from the variant
+    assert not (paths.chapters / "figures" / "fig-chap-out.txt").exists()
+    nb = nbformat.read(paths.executed("big"), as_version=4)
+    assert nb.cells[0].source == "# Big things\n\nSee fig-big-out."
+    assert nb.metadata.papermill.input_path == "notebooks/big.yml"
+    record = book.stored_record(paths.executed("big"))
+    assert record["parameters"] == {"scale": 2.0} and record["variant_parameters"] == {"n": 6}
+    assert book.run_chapters(["big"], paths, {"scale": 2.0}, log=lambda _: None) == []
+    write_variant(paths, text="chapter: chap\ntitle: Big things\nparameters: {n: 7}\n")
+    assert book.run_chapters(["big"], paths, {"scale": 2.0}, log=lambda _: None) == ["big"]  # the variant changed
+    assert (paths.chapters / "figures" / "fig-big-out.txt").read_text() == "14.0"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("chapter: chap\nparameters: {n: 6}\n", "exactly chapter .*, title .* and parameters"),
+    ("chapter: nope\ntitle: T\nparameters: {}\n", "chapter 'nope' has no source"),
+    ("chapter: chap\ntitle: T\nparameters: {m: 1}\n", "has no parameter 'm'"),
+    ("chapter: chap\ntitle: T\nparameters: {n: 1.5}\n", "parameter 'n' must be int"),
+    ("chapter: [chap\n", "is not valid YAML"),
+])
+def test_malformed_variant_page_is_an_error_naming_it(tmp_path, text, message):
+    paths = make_book(tmp_path)
+    paths.source("chap").write_text("# %% [markdown]\n# # Things\n\n" + paths.source("chap").read_text())
+    write_variant(paths, text=text)
+    with pytest.raises((ValueError, TypeError), match=message):
+        book.prepare("big", paths, {})

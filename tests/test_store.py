@@ -233,6 +233,11 @@ def test_parallel_phase_transitions_equal_serial_ones_and_read_stored_jobs_in_pl
     with pytest.raises(ValueError, match=r"workers=0 must be a positive int"):
         E.phase_transitions([(profile, 3, Store(tmp_path / "pool"))], workers=0)
 
+    monkeypatch.setattr(E, "refine_grid", lambda *_: [3])               # a refinement (tiny runs all memorize)
+    coarse = E.phase_transition(profile, 3, Store(tmp_path / "pool"), progress=False, refine=False)
+    shown = E.phase_transitions([(profile, 3, Store(tmp_path / "pool"))], train_missing=False)[0]
+    assert shown == coarse and not shown["refined"] and parallel[0]["refined"]      # refinement not stored yet
+
 
 def test_radius_enters_the_key_only_when_set():
     """Entries stored before Setting had a radius keep their keys; a set radius changes the data."""

@@ -1,0 +1,176 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The ci profile, and the audit of stored results
+#
+# The phase-transition and linear-scaling chapters train hundreds of models. CI computes them
+# from scratch with the cheap `ci` profile; the book shows the paper's own profile from the
+# results store. This appendix justifies the ci profile by measurement and checks that the
+# stored results still reproduce.
+
+# %% tags=["parameters"]
+reference: str = "paper_small"  # the stored profile the ci protocol is checked against
+train_missing: bool = True  # train the ci models that are not in the results store (False: fail instead)
+
+# %%
+import tempfile
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+from matplotlib import pyplot as plt
+from myst_nb import glue
+from tqdm import TqdmWarning
+
+warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: tqdm prints text bars
+
+from memlab.evaluate import evaluate
+from memlab.experiments import PROFILES, audit, coarse_grid, get_profile, phase_transition, run_models
+from memlab.figures import publish, use_style
+from memlab.store import Store
+from memlab.sweep import profile_store
+from memlab.train import init_state, train
+
+use_style()
+
+# %% [markdown]
+# ## Why the ci profile looks the way it does
+#
+# The paper's protocol ({glue:text}`paper_steps:,.0f` full-batch steps with {glue:text}`paper_n_dup` noise draws per sample) costs hours
+# per seed on a laptop CPU at the paper's main setting (see the performance appendix). The
+# `ci` profile is the cheap stand-in that CI computes from scratch: the smallest setting of
+# the paper's own sweep, {glue:text}`ci_n_dup` instead of {glue:text}`paper_n_dup` noise draws per sample, fewer seeds and a shorter
+# refinement, but the paper's number of steps and learning rate. Those two cannot be cut:
+# the learned variance starts at {glue:text}`init_var:.0e` and has to grow by orders of magnitude before a
+# small model can generalize, and it grows slowly. Here is the smallest model of the ci coarse
+# grid ($M$ = {glue:text}`probe_M`, first seed) trained with a tenth of the steps, and with a
+# tenth of the steps at ten times the peak learning rate, against the full run:
+
+# %%
+ci = get_profile("ci")
+probe_M = coarse_grid(ci.setting.N)[0]
+probe_problem = ci.setting.problem(ci.seeds[0])
+probes = {"a tenth of the steps": replace(ci.protocol, steps=ci.protocol.steps // 10),
+          "a tenth of the steps, 10x peak rate": replace(ci.protocol, steps=ci.protocol.steps // 10,
+                                                         peak_lr=10 * ci.protocol.peak_lr)}
+probe_rows = []
+for name, short in probes.items():
+    state = train(probe_problem, init_state(probe_problem, [probe_M], short, ci.seeds[0]), short, ci.seeds[0],
+                  progress=False)
+    record = evaluate(state.gmm(), probe_problem, ci.evaluation, ci.seeds[0])[0]
+    probe_rows.append({"protocol": name, "steps": short.steps, "peak_lr": short.peak_lr,
+                       "learned variance": record["var"], "memorization": record["memorization"]})
+full = run_models(ci, ci.seeds[0], [probe_M], profile_store("ci"), progress=False)[0]   # cheap: always computed
+probe_rows.append({"protocol": "ci (full steps)", "steps": ci.protocol.steps, "peak_lr": ci.protocol.peak_lr,
+                   "learned variance": full["var"], "memorization": full["memorization"]})
+glue("probe_M", probe_M, display=False)
+glue("paper_steps", PROFILES["paper"].protocol.steps, display=False)
+glue("paper_n_dup", PROFILES["paper"].protocol.n_dup, display=False)
+glue("ci_n_dup", ci.protocol.n_dup, display=False)
+glue("init_var", ci.protocol.init_var, display=False)
+glue("probe_short_var", probe_rows[0]["learned variance"], display=False)
+glue("probe_fast_var", probe_rows[1]["learned variance"], display=False)
+glue("probe_full_var", full["var"], display=False)
+pd.DataFrame(probe_rows).set_index("protocol")
+
+# %% [markdown]
+# With a tenth of the steps the variance reaches only {glue:text}`probe_short_var:.2g`
+# ({glue:text}`probe_fast_var:.2g` with the larger rate), against {glue:text}`probe_full_var:.2g`
+# after the full run. Fewer noise draws, on the other hand, cost little accuracy, which is what
+# the comparison below checks: the ci protocol against the paper's exact protocol on the same
+# setting and seeds (the stored `paper_small` profile).
+
+# %%
+ref = get_profile(reference)
+ref_store = profile_store(ref.name)
+compare = []
+for seed in sorted(set(ref.seeds) & set(ci.seeds)):
+    try:
+        ref_run = phase_transition(ref, seed, ref_store, progress=False, train_missing=False)
+    except LookupError as missing:
+        print(f"reference seed {seed} not stored: {missing}")
+        continue
+    ci_run = phase_transition(ci, seed, profile_store("ci"), progress=False, train_missing=train_missing)
+    for name, run in ((ref.name, ref_run), ("ci", ci_run)):
+        for r in run["records"]:
+            compare.append({"profile": name, "seed": seed, "M/N": r["M"] / ref.setting.N,
+                            "memorization": r["memorization"], "M_pt/N": (run["M_pt"] or np.nan) / ref.setting.N,
+                            "train seconds": r["group_seconds"]})
+compare = pd.DataFrame(compare, columns=["profile", "seed", "M/N", "memorization", "M_pt/N", "train seconds"])
+fig, ax = plt.subplots()
+for i, (name, part) in enumerate(compare.groupby("profile")):
+    for j, (seed, curve) in enumerate(part.groupby("seed")):
+        ax.plot(curve["M/N"], curve["memorization"], "o-" if name == "ci" else "s--", ms=3, color=f"C{i}",
+                alpha=0.8, label=name if j == 0 else None)
+if len(compare):
+    ax.legend()
+else:
+    ax.text(0.5, 0.5, f"no stored results of the {reference} profile", ha="center", transform=ax.transAxes)
+ax.axhline(0.5, color="k", ls=":", lw=1)
+ax.set_xlabel("capacity M/N")
+ax.set_ylabel("memorization ratio")
+publish(fig, "fig-profiles-ci-vs-paper-protocol", compare,
+        {"ci": ci.to_dict(), "reference": ref.to_dict()})
+summary = compare.groupby(["profile", "seed"])["M_pt/N"].first().unstack(0)
+seconds = compare.drop_duplicates(["profile", "seed", "train seconds"]).groupby("profile")["train seconds"].sum()
+glue("ci_ref_seeds", len(summary), display=False)
+glue("ci_ref_gap", float((summary["ci"] - summary[ref.name]).abs().max()) if len(summary) else float("nan"),
+     display=False)
+glue("ref_mpt", float(summary[ref.name].mean()) if len(summary) else float("nan"), display=False)
+glue("ci_mpt", float(summary["ci"].mean()) if len(summary) else float("nan"), display=False)
+glue("ci_speedup", float(seconds[ref.name] / seconds["ci"]) if len(summary) else float("nan"), display=False)
+summary
+
+# %% [markdown]
+# ```{glue:figure} fig-profiles-ci-vs-paper-protocol
+# :name: fig-profiles-ci-vs-paper-protocol
+#
+# Memorization ratio against capacity with the ci protocol (solid) and with the paper's
+# protocol (dashed) on the same small setting and seeds. Over {glue:text}`ci_ref_seeds`
+# stored seeds, the mean $M_{pt}/N$ is {glue:text}`ci_mpt:.2f` with the ci protocol and
+# {glue:text}`ref_mpt:.2f` with the paper's; the largest difference on one seed is
+# {glue:text}`ci_ref_gap:.2f`. The ci protocol trained {glue:text}`ci_speedup:.0f` times faster.
+# ```
+
+# %% [markdown]
+# ## Audit: do the stored results still reproduce?
+#
+# Stored results are reused only when their key matches, and the key includes the code that
+# computes them; still, the build checks it. It retrains the smallest stored model of the
+# reference profile's first seed from scratch, with the paper's full protocol, and compares
+# it with what is stored. A mismatch fails the build.
+
+# %%
+audit_seed = ref.seeds[0]
+stored_Ms = sorted(compare[(compare.profile == ref.name) & (compare.seed == audit_seed)]["M/N"] * ref.setting.N)
+if stored_Ms:
+    with tempfile.TemporaryDirectory() as scratch:
+        check = audit(ref, audit_seed, int(round(stored_Ms[0])), ref_store, Store(scratch))
+    if abs(check["stored_memorization"] - check["recomputed_memorization"]) > 0 \
+            or abs(check["stored_var"] - check["recomputed_var"]) > 1e-5 * abs(check["stored_var"]) \
+            or check["max_rel_train_loss_diff"] > 1e-5:
+        raise RuntimeError(f"stored result of {ref.name} does not reproduce: {check}")
+    glue("audit_text", Markdown(f"The audit retrained M = {check['M']} (seed {check['seed']}) in "
+         f"{check['recompute_seconds']:.0f} s: memorization ratio {check['recomputed_memorization']:.2f} "
+         f"(stored {check['stored_memorization']:.2f}), variance {check['recomputed_var']:.4g} "
+         f"(stored {check['stored_var']:.4g}), training losses within a relative "
+         f"{check['max_rel_train_loss_diff']:.1e} of the stored ones."), display=False)
+else:
+    check = {}
+    glue("audit_text", Markdown(f"No stored result of the {ref.name} profile to audit."), display=False)
+pd.Series(check, dtype=object)
+
+# %% [markdown]
+# {glue:md}`audit_text`
