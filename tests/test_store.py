@@ -171,6 +171,10 @@ def test_the_command_line_runs_a_profile_then_its_ablation_into_the_store(tmp_pa
         assert Store(tmp_path / "tiny").get(make_key(model_spec(profile, 1, M))) is not None
     with pytest.raises(ValueError, match=r"capacities=\[1.5\] must be a non-empty list of fractions of N"):
         E.ablation(tiny, capacities=[1.5])
+    assert main(["--profile", "tiny", "--seeds", "0", "--capacities", "3", "9", "--store", str(tmp_path)]) == 0
+    assert "capacities: profile=tiny" in capsys.readouterr().out
+    for M in (3, 9):                                                   # what the two-stage grid then finds
+        assert Store(tmp_path / "tiny").get(make_key(model_spec(tiny, 0, M))) is not None
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -180,6 +184,8 @@ def test_the_command_line_runs_a_profile_then_its_ablation_into_the_store(tmp_pa
     (["--profile", "ci", "--threads", "0"], "--threads=0 must be >= 1"),
     (["--profile", "ci", "--device", "tpu"], "--device='tpu' must be 'cpu' or, on a machine with a GPU, 'cuda'"),
     (["--profile", "nope"], "invalid choice: 'nope'"),
+    (["--profile", "ci", "--capacities", "0", "5"], "--capacities=[0, 5] must lie in [1, N=50] for profile 'ci'"),
+    (["--scaling", "ci", "--capacities", "5"], "--capacities goes with --profile alone"),
 ])
 def test_sweep_command_line_refuses_bad_arguments(argv, message, capsys):
     from memlab.sweep import main
