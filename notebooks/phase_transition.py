@@ -92,11 +92,19 @@ seeds = tuple(run["seed"] for run in runs)
 params["seeds"] = list(seeds)
 coarse_only = [run["seed"] for run in runs if not run["refined"]]
 unfinished = missing + coarse_only
+
+
+def seed_list(seeds):
+    """'Seed 1 is' or 'Seeds 1 and 2 are'."""
+    names = ", ".join(map(str, seeds[:-1])) + " and " * (len(seeds) > 1) + str(seeds[-1])
+    return f"Seed {names} is" if len(seeds) == 1 else f"Seeds {names} are"
+
+
 glue("missing_seeds_text", Markdown(
     (f"All {len(seeds)} requested seeds are shown." if not unfinished else
-     (f"Seeds {missing} of this profile are not stored yet and are not shown. " if missing else "")
-     + (f"Seeds {coarse_only} are shown on their coarse grid alone: their refinement is not stored yet, so "
-        f"their $M_{{pt}}$ is the coarse grid's. " if coarse_only else "")
+     (f"{seed_list(missing)} not stored yet and not shown. " if missing else "")
+     + (f"{seed_list(coarse_only)} shown on the coarse grid alone: the refinement is not stored yet, so "
+        f"$M_{{pt}}$ is the coarse grid's. " if coarse_only else "")
      + f"`python -m memlab.sweep --profile {profile} --seeds {' '.join(map(str, sorted(unfinished)))}` "
      f"computes the rest, resumably.")), display=False)
 rows = []
