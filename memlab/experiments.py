@@ -3,8 +3,10 @@
 A sweep trains the models it does not find in the store (all capacities of a seed at once,
 checkpointing as it goes), evaluates them, and stores one entry per model. Because models
 never interact and each model's initialisation and noise depend only on (seed, M), an entry
-is the same whichever other models it was trained with; so a sweep that stops keeps every
-finished model, and a resumed one trains only what is missing.
+is the same whichever other models it was trained with (up to float rounding: a batch pads
+its models to its largest M, which changes the order of some sums; the audit measures
+relative differences near 1e-6); so a sweep that stops keeps every finished model, and a
+resumed one trains only what is missing.
 """
 
 from __future__ import annotations
@@ -182,13 +184,15 @@ class OutOfTime(RuntimeError):
 
 def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, progress: bool = True,
                problem: Problem | None = None, train_missing: bool = True, device: str = "cpu",
-               deadline: float | None = None) -> list[dict]:
+               deadline: float | None = None, workers: int = 1) -> list[dict]:
     """Records of the models (profile, seed, M) for M in Ms: from the store, training what is missing
     on `device` (or, with train_missing=False, raising LookupError that names what is missing).
 
     deadline: a time.monotonic() after which training stops at its next checkpoint (OutOfTime).
+    workers: see train_models.
     """
-    return train_models([(profile, M) for M in Ms], seed, store, progress, problem, train_missing, device, deadline)
+    return train_models([(profile, M) for M in Ms], seed, store, progress, problem, train_missing, device, deadline,
+                        workers)
 
 
 def _training_part(profile: Profile) -> tuple:
@@ -205,11 +209,38 @@ def _stack(states: Sequence[TrainState]) -> TrainState:
     return TrainState([M for s in states for M in s.Ms], **padded, **rest)
 
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """`workers` spawned processes of one torch thread each."""
+    return ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), initializer=_one_thread)
+
+
+def _check_workers(workers) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} must be a positive int")
+
+
 def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store, progress: bool = True,
                  problem: Problem | None = None, train_missing: bool = True, device: str = "cpu",
-                 deadline: float | None = None) -> list[dict]:
+                 deadline: float | None = None, workers: int = 1) -> list[dict]:
     """run_models for models of several profiles that differ only in the protocol's init and
-    init_var (the initialisation ablation): the missing ones are trained as one batch."""
+    init_var (the initialisation ablation): the missing ones are trained as one batch.
+
+    With workers > 1 (on the CPU) the models are dealt, in order of M, into `workers` parts, and
+    the missing models of each part train as one batch in a process of one torch thread (one
+    per core: small models share threads out poorly). The parts depend only on the models and
+    `workers`, so a run resumed with the same `workers` finds its checkpoints.
+    """
+    _check_workers(workers)
+    if workers > 1 and train_missing and device == "cpu":
+        order = sorted(range(len(models)), key=lambda i: (models[i][1], i))
+        parts = [[models[i] for i in order[j::workers]] for j in range(workers)]
+        stored = [[store.get(make_key(model_spec(p, seed, M))) is not None for p, M in part] for part in parts]
+        busy = [part for part, done in zip(parts, stored) if not all(done)]
+        if busy:                                    # even one part: every part trains with one thread
+            with _pool(len(busy)) as pool:
+                for future in [pool.submit(train_models, part, seed, store, progress, problem, True, device, deadline)
+                               for part in busy]:
+                    future.result()
     if len({_training_part(profile) for profile, _ in models}) > 1:
         raise ValueError("models trained together must share setting, evaluation and protocol up to init "
                          f"and init_var; got profiles {sorted({profile.name for profile, _ in models})}")
@@ -271,18 +302,19 @@ def ablation(profile: Profile, capacities: Sequence[float] = (0.7, 0.8, 0.9),
 
 def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True,
                      train_missing: bool = True, device: str = "cpu", deadline: float | None = None,
-                     refine: bool = True) -> dict:
+                     refine: bool = True, workers: int = 1) -> dict:
     """The two-stage grid for one seed: coarse grid, transition band, refinement (unless
     refine=False: the coarse grid alone, half the training of the ci profile), M_pt; "refined"
-    says whether the refinement was run."""
+    says whether the refinement was run. workers: each stage's, see train_models."""
     problem = profile.setting.problem(seed)
     coarse = coarse_grid(profile.setting.N)
-    coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing, device, deadline)
+    coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing, device, deadline,
+                                workers)
     ratios = [r["memorization"] for r in coarse_records]
     start, end = transition_band(coarse, ratios)
     fine = refine_grid(start, end, coarse, profile.refine) if refine else []
     fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing, device,
-                              deadline) if fine else []
+                              deadline, workers) if fine else []
     records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
     return {"seed": seed, "band": (start, end), "records": records, "refined": refine,
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}
@@ -290,6 +322,11 @@ def phase_transition(profile: Profile, seed: int, store: Store, progress: bool =
 
 def _one_thread() -> None:
     torch.set_num_threads(1)
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0))
 
 
 def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing: bool = True,
@@ -321,13 +358,10 @@ def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing:
                     pass
     if not todo:
         return results
-    if workers is None:
-        workers = len(os.sched_getaffinity(0))
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers={workers!r} must be a positive int")
+    workers = cores() if workers is None else workers
+    _check_workers(workers)
     todo.sort(key=lambda i: -jobs[i][0].setting.N)
-    with ProcessPoolExecutor(min(workers, len(todo)), multiprocessing.get_context("spawn"),
-                             initializer=_one_thread) as pool:
+    with _pool(min(workers, len(todo))) as pool:
         futures = {i: pool.submit(phase_transition, *jobs[i], progress=False, refine=refine) for i in todo}
         for i, future in futures.items():
             results[i] = future.result()

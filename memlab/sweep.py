@@ -3,16 +3,15 @@
     python -m memlab.sweep --profile paper --seeds 0 1 2 [--store results] [--threads N] [--device cuda]
     python -m memlab.sweep --scaling paper [--store results] [--threads N] [--device cuda]
     python -m memlab.sweep --ablation paper [--seeds 0]
-    python -m memlab.sweep --profile paper --seeds 0 --capacities 150 154 158
+    python -m memlab.sweep --profile paper --seeds 0 --workers 2
 
 --profile runs one setting's seeds (the phase-transition chapter); --ablation the
 initialisation ablation of a profile for its first seed or --seeds (its chapter's default
 capacities and variances); --scaling every setting and seed of a linear-scaling sweep (the
 linear-scaling chapter). Given together they run in that order, and --seeds applies to
 both --profile and --ablation. --minutes stops at the first checkpoint after that long.
---capacities trains just those M of the --profile's seeds instead of the two-stage grid: a
-refinement split over several such processes (one per core) finishes sooner, and the
-two-stage run then finds every model stored.
+--workers N deals each batch of models into N processes of one torch thread each (one per
+core; faster than N threads); resume a run with the same N to pick up its checkpoints.
 
 Interrupt it at any time: finished models are stored, the models in training are
 checkpointed every `checkpoint_every` steps, and the next run picks up from there.
@@ -27,8 +26,7 @@ from pathlib import Path
 
 import torch
 
-from memlab.experiments import (PROFILES, SWEEPS, OutOfTime, ablation, get_profile, phase_transition, run_models,
-                                train_models)
+from memlab.experiments import PROFILES, SWEEPS, OutOfTime, ablation, get_profile, phase_transition, train_models
 from memlab.store import Store
 
 STORE = Path(__file__).resolve().parent.parent / "results"
@@ -49,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaling", choices=sorted(SWEEPS))
     parser.add_argument("--seeds", type=int, nargs="*",
                         help="default: the profile's seeds (--profile), its first seed (--ablation)")
-    parser.add_argument("--capacities", type=int, nargs="+", metavar="M",
-                        help="with --profile: train these capacities instead of the two-stage grid")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="train each batch of models in this many one-thread processes (CPU only)")
     parser.add_argument("--store", type=Path, default=STORE)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
@@ -70,17 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("name a --profile, an --ablation, a --scaling sweep, or several")
     if args.seeds is not None and not (args.profile or args.ablation):
         parser.error("--seeds goes with --profile or --ablation; a --scaling sweep names its own seeds")
-    if args.capacities is not None:
-        N = get_profile(args.profile).setting.N if args.profile else None
-        if N is None or args.ablation or args.scaling:
-            parser.error("--capacities goes with --profile alone")
-        if not all(1 <= M <= N for M in args.capacities):
-            parser.error(f"--capacities={args.capacities} must lie in [1, N={N}] for profile {args.profile!r}")
+    if args.workers < 1 or (args.workers > 1 and args.device != "cpu"):
+        parser.error(f"--workers={args.workers} must be >= 1, and 1 with --device {args.device}")
     work = []                                                   # (what, profile, seed) in order
     if args.profile:
         profile = get_profile(args.profile)
-        what = "transition" if args.capacities is None else "capacities"
-        work += [(what, profile, seed) for seed in (profile.seeds if args.seeds is None else args.seeds)]
+        work += [("transition", profile, seed) for seed in (profile.seeds if args.seeds is None else args.seeds)]
     if args.ablation:
         profile = get_profile(args.ablation)
         work += [("ablation", profile, seed) for seed in (profile.seeds[:1] if args.seeds is None else args.seeds)]
@@ -92,15 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             if what == "ablation":
-                records = train_models(ablation(profile), seed, store, device=args.device, deadline=deadline)
+                records = train_models(ablation(profile), seed, store, device=args.device, deadline=deadline,
+                                       workers=args.workers)
                 summary = "init/init_var/M:ratio " + " ".join(
                     f"{r['spec']['protocol']['init']}/{r['spec']['protocol']['init_var']:g}/{r['M']}:"
                     f"{r['memorization']:.2f}" for r in records)
-            elif what == "capacities":
-                records = run_models(profile, seed, args.capacities, store, device=args.device, deadline=deadline)
-                summary = "M:ratio " + " ".join(f"{r['M']}:{r['memorization']:.2f}" for r in records)
             else:
-                result = phase_transition(profile, seed, store, device=args.device, deadline=deadline)
+                result = phase_transition(profile, seed, store, device=args.device, deadline=deadline,
+                                          workers=args.workers)
                 summary = f"M_pt={result['M_pt']} band={result['band']}\n  M:ratio " + " ".join(
                     f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
         except OutOfTime as stop:
