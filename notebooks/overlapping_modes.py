@@ -25,7 +25,7 @@
 # %% tags=["parameters"]
 profile: str = "ci"  # whose setting and protocol: ci (computed here in minutes) or paper (from stored results)
 seed: int = 0  # data and noise seed of the trained models
-separations: list = [1.0, 0.75, 0.5, 0.25, 0.0]  # radius of the true means as a fraction of sqrt(d)
+separations: list = [1.0, 0.5, 0.0]  # radius of the true means as a fraction of sqrt(d) (1: the paper's)
 train_missing: bool = True  # train the models that are not in the results store (False: leave them out)
 refine: bool = False  # also train the refinement inside each transition band (twice the training)
 n_noise: int = 4  # noise draws per training point and grid time for the Monte Carlo losses
