@@ -324,11 +324,6 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0))
-
-
 def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing: bool = True,
                       workers: int | None = None, refine: bool = True) -> list[dict | None]:
     """phase_transition (on the CPU) of each job (profile, seed, store), in the order given. With
@@ -358,7 +353,7 @@ def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing:
                     pass
     if not todo:
         return results
-    workers = cores() if workers is None else workers
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
     _check_workers(workers)
     todo.sort(key=lambda i: -jobs[i][0].setting.N)
     with _pool(min(workers, len(todo))) as pool:
