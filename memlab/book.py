@@ -222,8 +222,9 @@ def check_parameters(chapter: str, parameters: Mapping[str, Any], declared: Mapp
 def build_key(source: Path, package: Path, lock: Path, parameters: Mapping[str, Any],
               results: Path | None = None, variant: Path | None = None) -> str:
     """sha256 over the chapter source (and the variant file of a variant page), every package
-    ``*.py`` file, the parameters, the lock file and the stored results (every ``results/<profile>/*.json`` entry but checkpoints; not the
-    ``ci`` profile, which the chapters recompute from the code and so adds nothing to the key).
+    ``*.py`` file, the parameters, the lock file and the stored results (every
+    ``results/<profile>/*.json`` entry but checkpoints; not the ``ci`` profile, which the
+    chapters recompute from the code and so adds nothing to the key).
 
     File contents count, not modification times; the parameters count as canonical JSON,
     so their order does not matter but their types do (``1`` differs from ``1.0``).
