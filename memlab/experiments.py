@@ -219,6 +219,21 @@ def _check_workers(workers) -> None:
         raise ValueError(f"workers={workers!r} must be a positive int")
 
 
+def _checkpointed(store: Store, specs: Sequence[dict], skip_whole: bool) -> list[list[int]]:
+    """Indices into specs of each checkpoint in the store that holds only models of specs (one
+    that another batching left: a run stopped with other workers), skipping the checkpoint of
+    all of specs as one batch if skip_whole."""
+    whole = make_key({"group": list(specs)})
+    parts = []
+    for key in store.checkpoint_keys():
+        entry = None if skip_whole and key == whole else store.get(key, ".ckpt")
+        if entry is not None:
+            part = [i for i, spec in enumerate(specs) if spec["M"] in entry[0]["Ms"]]
+            if make_key({"group": [specs[i] for i in part]}) == key:
+                parts.append(part)
+    return parts
+
+
 def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store, progress: bool = True,
                  problem: Problem | None = None, train_missing: bool = True, device: str = "cpu",
                  deadline: float | None = None, workers: int = 1) -> list[dict]:
@@ -228,10 +243,22 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
     With workers > 1 (on the CPU) the models are dealt, in order of M, into `workers` parts, and
     the missing models of each part train as one batch in a process of one torch thread (one
     per core: small models share threads out poorly). The parts depend only on the models and
-    `workers`, so a run resumed with the same `workers` finds its checkpoints.
+    `workers`, so a run resumed with the same `workers` finds its checkpoints; a checkpoint of
+    missing models batched otherwise (a run stopped with other `workers`) is resumed first, as
+    it was batched, so no training is lost.
     """
     _check_workers(workers)
-    if workers > 1 and train_missing and device == "cpu":
+    if len({_training_part(profile) for profile, _ in models}) > 1:
+        raise ValueError("models trained together must share setting, evaluation and protocol up to init "
+                         f"and init_var; got profiles {sorted({profile.name for profile, _ in models})}")
+    specs = [model_spec(profile, seed, M) for profile, M in models]
+    keys = [make_key(spec) for spec in specs]
+    dealt = workers > 1 and device == "cpu"
+    if train_missing:
+        todo = [i for i, key in enumerate(keys) if store.get(key) is None]
+        for part in _checkpointed(store, [specs[i] for i in todo], skip_whole=not dealt):
+            train_models([models[todo[j]] for j in part], seed, store, progress, problem, True, device, deadline)
+    if dealt and train_missing:
         order = sorted(range(len(models)), key=lambda i: (models[i][1], i))
         parts = [[models[i] for i in order[j::workers]] for j in range(workers)]
         stored = [[store.get(make_key(model_spec(p, seed, M))) is not None for p, M in part] for part in parts]
@@ -241,13 +268,8 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
                 for future in [pool.submit(train_models, part, seed, store, progress, problem, True, device, deadline)
                                for part in busy]:
                     future.result()
-    if len({_training_part(profile) for profile, _ in models}) > 1:
-        raise ValueError("models trained together must share setting, evaluation and protocol up to init "
-                         f"and init_var; got profiles {sorted({profile.name for profile, _ in models})}")
     first = models[0][0]
     problem = first.setting.problem(seed) if problem is None else problem
-    specs = [model_spec(profile, seed, M) for profile, M in models]
-    keys = [make_key(spec) for spec in specs]
     found = [store.get(key) for key in keys]
     todo = [i for i, entry in enumerate(found) if entry is None]
     if todo and not train_missing:

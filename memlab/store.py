@@ -143,6 +143,10 @@ class Store:
                     os.replace(path, path.with_name(path.name + ".corrupt"))
             return None
 
+    def checkpoint_keys(self) -> list[str]:
+        """Keys of the checkpoints in `root` (read them with get(key, ".ckpt"))."""
+        return sorted(path.name.removesuffix(".ckpt.json") for path in self.root.glob("*.ckpt.json"))
+
     def drop(self, key: str, kind: str = "") -> None:
         for path in self._paths(key, kind):
             path.unlink(missing_ok=True)

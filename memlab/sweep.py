@@ -11,7 +11,7 @@ capacities and variances); --scaling every setting and seed of a linear-scaling 
 linear-scaling chapter). Given together they run in that order, and --seeds applies to
 both --profile and --ablation. --minutes stops at the first checkpoint after that long.
 --workers N deals each batch of models into N processes of one torch thread each (one per
-core; faster than N threads); resume a run with the same N to pick up its checkpoints.
+core; faster than N threads); checkpoints of another batching are resumed as they were batched.
 
 Interrupt it at any time: finished models are stored, the models in training are
 checkpointed every `checkpoint_every` steps, and the next run picks up from there.

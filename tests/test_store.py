@@ -130,6 +130,30 @@ def test_a_deadline_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_resumes_checkpoints_of_another_batching(tmp_path):
+    """A run stopped with other workers left checkpoints of other batches: they are resumed as
+    they were batched (not restarted), whichever batching the new run uses."""
+    import time
+
+    from memlab.experiments import OutOfTime, train_models
+
+    profile = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0,),
+                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7, keep_means=False)
+    Ms = [3, 5, 8, 12]
+    straight = {r["M"]: r for r in run_models(profile, 0, [3, 8], Store(tmp_path / "a"), progress=False)}
+    for workers, stopped in ((1, [3, 8]), (2, Ms)):
+        store = Store(tmp_path / f"w{workers}")
+        with pytest.raises(OutOfTime, match="stopped at step 7 of 20"):
+            run_models(profile, 0, stopped, store, progress=False, deadline=time.monotonic())
+        records = train_models([(profile, M) for M in Ms], 0, store, progress=False, workers=workers)
+        assert [r["group_Ms"] for r in records] == ([[3, 8], [5, 12], [3, 8], [5, 12]] if workers == 1 else [Ms] * 4)
+        assert store.checkpoint_keys() == []
+        if workers == 1:                                # resumed at step 7: the same numbers as never stopped
+            for M in (3, 8):
+                assert records[Ms.index(M)]["train_loss"] == straight[M]["train_loss"]
+
+
+@pytest.mark.slow
 def test_models_of_several_initialisations_trained_together_equal_each_trained_alone(tmp_path):
     from memlab.experiments import train_models
 
