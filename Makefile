@@ -24,14 +24,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
 
 # Trains and stores models (resumable): make results PROFILE=paper SEEDS="0 1 2", make results SCALING=paper,
-# make results ABLATION=paper (the initialisation ablation)
+# make results ABLATION=paper (the initialisation ablation); WORKERS=2: one one-thread process per core
 PROFILE ?=
 ABLATION ?=
 SCALING ?=
 SEEDS ?=
+WORKERS ?=
 results: $(STAMP)
 	$(BIN)/python -m memlab.sweep $(if $(PROFILE),--profile $(PROFILE)) $(if $(ABLATION),--ablation $(ABLATION)) \
-		$(if $(SCALING),--scaling $(SCALING)) $(if $(SEEDS),--seeds $(SEEDS))
+		$(if $(SCALING),--scaling $(SCALING)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(WORKERS),--workers $(WORKERS))
 
 # Paper-scale runs on a GPU machine, with that machine's own python3 and PyTorch (no .venv):
 #   make gpu-results OUT=<folder> [MINUTES=8]
