@@ -219,18 +219,24 @@ def _check_workers(workers) -> None:
         raise ValueError(f"workers={workers!r} must be a positive int")
 
 
-def _checkpointed(store: Store, specs: Sequence[dict], skip_whole: bool) -> list[list[int]]:
-    """Indices into specs of each checkpoint in the store that holds only models of specs (one
-    that another batching left: a run stopped with other workers), skipping the checkpoint of
-    all of specs as one batch if skip_whole."""
-    whole = make_key({"group": list(specs)})
+def _checkpointed(store: Store, specs: Sequence[dict], skip: set[str]) -> list[list[int]]:
+    """Indices into specs of each checkpoint in the store (keys in skip aside) that holds only
+    models of specs, in its own order: one that another batching left (a run stopped with other
+    workers). A checkpoint names its models' keys; an older one only their M."""
+    index = {make_key(spec): i for i, spec in enumerate(specs)}
+    by_M = {}
+    for i, spec in enumerate(specs):
+        by_M.setdefault(spec["M"], []).append(i)
     parts = []
-    for key in store.checkpoint_keys():
-        entry = None if skip_whole and key == whole else store.get(key, ".ckpt")
-        if entry is not None:
-            part = [i for i, spec in enumerate(specs) if spec["M"] in entry[0]["Ms"]]
-            if make_key({"group": [specs[i] for i in part]}) == key:
-                parts.append(part)
+    for key, record in store.checkpoints().items():
+        if key in skip:
+            continue
+        if "models" in record:
+            part = [index.get(model) for model in record["models"]]
+        else:
+            part = [by_M[M][0] if len(by_M.get(M, ())) == 1 else None for M in record.get("Ms", ())]
+        if part and None not in part and make_key({"group": [specs[i] for i in part]}) == key:
+            parts.append(part)
     return parts
 
 
@@ -254,15 +260,16 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
     specs = [model_spec(profile, seed, M) for profile, M in models]
     keys = [make_key(spec) for spec in specs]
     dealt = workers > 1 and device == "cpu"
-    if train_missing:
-        todo = [i for i, key in enumerate(keys) if store.get(key) is None]
-        for part in _checkpointed(store, [specs[i] for i in todo], skip_whole=not dealt):
-            train_models([models[todo[j]] for j in part], seed, store, progress, problem, True, device, deadline)
-    if dealt and train_missing:
+    todo = [i for i, key in enumerate(keys) if store.get(key) is None] if train_missing else []
+    if todo:
         order = sorted(range(len(models)), key=lambda i: (models[i][1], i))
-        parts = [[models[i] for i in order[j::workers]] for j in range(workers)]
-        stored = [[store.get(make_key(model_spec(p, seed, M))) is not None for p, M in part] for part in parts]
-        busy = [part for part, done in zip(parts, stored) if not all(done)]
+        parts = [[i for i in order[j::workers] if i in todo] for j in range(workers)] if dealt else [todo]
+        batches = {make_key({"group": [specs[i] for i in part]}) for part in parts if part}   # resumed below
+        for part in _checkpointed(store, [specs[i] for i in todo], skip=batches):
+            train_models([models[todo[j]] for j in part], seed, store, progress, problem, True, device, deadline)
+    if todo and dealt:
+        stored = [[store.get(keys[i]) is not None for i in part] for part in parts]
+        busy = [[models[i] for i in part] for part, done in zip(parts, stored) if not all(done)]
         if busy:                                    # even one part: every part trains with one thread
             with _pool(len(busy)) as pool:
                 for future in [pool.submit(train_models, part, seed, store, progress, problem, True, device, deadline)
@@ -289,7 +296,8 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
         while state.step < first.protocol.steps:
             train(problem, state, first.protocol, seed, until=state.step + first.checkpoint_every, progress=progress)
             if state.step < first.protocol.steps:
-                store.put(group, {"Ms": state.Ms, "step": state.step, "seconds": state.seconds},
+                store.put(group, {"Ms": state.Ms, "models": [keys[i] for i in todo], "step": state.step,
+                                  "seconds": state.seconds},
                           _state_arrays(state), kind=".ckpt")
                 if deadline is not None and time.monotonic() > deadline:
                     raise OutOfTime(f"stopped at step {state.step} of {first.protocol.steps} (profile "

@@ -143,9 +143,19 @@ class Store:
                     os.replace(path, path.with_name(path.name + ".corrupt"))
             return None
 
-    def checkpoint_keys(self) -> list[str]:
-        """Keys of the checkpoints in `root` (read them with get(key, ".ckpt"))."""
-        return sorted(path.name.removesuffix(".ckpt.json") for path in self.root.glob("*.ckpt.json"))
+    def checkpoints(self) -> dict[str, dict]:
+        """The records of the checkpoints in `root` by key, from their JSON alone (one that is
+        unreadable or written or removed meanwhile is left out; read a checkpoint with
+        get(key, ".ckpt"))."""
+        records = {}
+        for path in sorted(self.root.glob("*.ckpt.json")):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(record, dict) and record.get("key") == path.name.removesuffix(".ckpt.json"):
+                records[record["key"]] = record
+        return records
 
     def drop(self, key: str, kind: str = "") -> None:
         for path in self._paths(key, kind):

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds is not None and not (args.profile or args.ablation):
         parser.error("--seeds goes with --profile or --ablation; a --scaling sweep names its own seeds")
     if args.workers < 1 or (args.workers > 1 and args.device != "cpu"):
-        parser.error(f"--workers={args.workers} must be >= 1, and 1 with --device {args.device}")
+        parser.error(f"--workers={args.workers} must be >= 1, and more than 1 only with --device cpu")
     work = []                                                   # (what, profile, seed) in order
     if args.profile:
         profile = get_profile(args.profile)

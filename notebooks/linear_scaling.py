@@ -96,11 +96,13 @@ if measured.empty:
                       f"--scaling {sweep}` (resumable) or build with train_missing=True")
 glue("n_measured", len(measured), display=False)
 glue("missing_text", Markdown(
-    "Every run of the sweep is measured." if not missing else
-    f"{len(missing)} of the sweep's runs are not (or not completely) in the results store and are left out "
-    f"(`python -m memlab.sweep --scaling {sweep}` computes them, resumably): "
-    + ", ".join(f"(N={m['N']}, d={m['d']}, K={m['K']}, seed {m['seed']})" for m in missing[:12])
-    + (", ..." if len(missing) > 12 else "") + "."), display=False)
+    ("Every run of the sweep is measured." if not missing else
+     f"{len(missing)} of the sweep's runs are not (or not completely) in the results store and are left out "
+     f"(`python -m memlab.sweep --scaling {sweep}` computes them, resumably): "
+     + ", ".join(f"(N={m['N']}, d={m['d']}, K={m['K']}, seed {m['seed']})" for m in missing[:12])
+     + (", ..." if len(missing) > 12 else "") + ".")
+    + (f" {len(runs) - len(measured)} stored runs memorize at no capacity of their grid: no threshold."
+       if len(measured) < len(runs) else "")), display=False)
 runs
 
 # %% [markdown]

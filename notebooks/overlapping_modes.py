@@ -262,11 +262,6 @@ approximations
 # {glue:md}`grid_text` (the models at $c$ = 1 are the phase-transition chapter's).
 
 # %%
-glue("grid_text", Markdown(
-    "the two-stage capacity grid of the phase-transition chapter" if refine else
-    f"the coarse grid $M = N/10, \\dots, N$ of the phase-transition chapter, without its refinement (half the "
-    f"training; `-p refine True` adds it), so $M_{{pt}}$ is known to within $N/10$ = {N / 10:g} and the "
-    f"capacities where the ratio crosses 0.1, 0.5 and 0.9 are interpolated between grid points"), display=False)
 store = profile_store(prof.name)
 runs = dict(zip(separations, phase_transitions([(replace(prof, setting=settings[c]), seed, store)
                                                 for c in separations], train_missing=train_missing, refine=refine)))
@@ -275,6 +270,12 @@ if len(missing) == len(separations):
     raise LookupError(f"no radius of profile {profile!r}, seed {seed} is stored in {store.root}: "
                       f"build with train_missing=True")
 runs = {c: run for c, run in runs.items() if run is not None}
+refined = all(run["refined"] for run in runs.values())
+glue("grid_text", Markdown(
+    "the two-stage capacity grid of the phase-transition chapter" if refined else
+    f"the coarse grid $M = N/10, \\dots, N$ of the phase-transition chapter, without its refinement (half the "
+    f"training; `-p refine True` adds it), so $M_{{pt}}$ is known to within $N/10$ = {N / 10:g} and the "
+    f"capacities where the ratio crosses 0.1, 0.5 and 0.9 are interpolated between grid points"), display=False)
 model_rows, transition_rows = [], []
 for c, run in runs.items():
     model_rows += [{"c": c, "M": r["M"], "M/N": r["M"] / N, "memorization": r["memorization"],

@@ -130,27 +130,43 @@ def test_a_deadline_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_resumes_checkpoints_of_another_batching(tmp_path):
-    """A run stopped with other workers left checkpoints of other batches: they are resumed as
-    they were batched (not restarted), whichever batching the new run uses."""
+@pytest.mark.parametrize("stop_workers, resume_workers", [(1, 2), (2, 1), (2, 2)])
+@pytest.mark.parametrize("two_starts", [False, True])
+def test_a_run_resumes_its_checkpoints_whatever_the_batching(tmp_path, monkeypatch, stop_workers, resume_workers,
+                                                             two_starts):
+    """A run stopped with some workers and resumed with others (models of one start, or of two
+    starts with the same M as in the ablation) resumes every checkpoint as it was batched; with
+    the same workers the parts resume in the workers, not one after another here."""
+    import threading
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
-    from memlab.experiments import OutOfTime, train_models
+    import memlab.experiments as E
 
     profile = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0,),
                       evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7, keep_means=False)
-    Ms = [3, 5, 8, 12]
-    straight = {r["M"]: r for r in run_models(profile, 0, [3, 8], Store(tmp_path / "a"), progress=False)}
-    for workers, stopped in ((1, [3, 8]), (2, Ms)):
-        store = Store(tmp_path / f"w{workers}")
-        with pytest.raises(OutOfTime, match="stopped at step 7 of 20"):
-            run_models(profile, 0, stopped, store, progress=False, deadline=time.monotonic())
-        records = train_models([(profile, M) for M in Ms], 0, store, progress=False, workers=workers)
-        assert [r["group_Ms"] for r in records] == ([[3, 8], [5, 12], [3, 8], [5, 12]] if workers == 1 else [Ms] * 4)
-        assert store.checkpoint_keys() == []
-        if workers == 1:                                # resumed at step 7: the same numbers as never stopped
-            for M in (3, 8):
-                assert records[Ms.index(M)]["train_loss"] == straight[M]["train_loss"]
+    other = replace(profile, protocol=replace(profile.protocol, init="gaussian", init_var=1.0))
+    models = [(profile, M) for M in (3, 5, 8, 12)] + ([(other, M) for M in (3, 8)] if two_starts else [])
+    monkeypatch.setattr(E, "_pool", ThreadPoolExecutor)               # workers as threads: cheap, observable
+    store = Store(tmp_path / "s")
+    with pytest.raises(E.OutOfTime, match="stopped at step 7 of 20"):
+        E.train_models(models, 0, store, progress=False, deadline=time.monotonic(), workers=stop_workers)
+    stopped = sorted(record["Ms"] for record in store.checkpoints().values())
+    assert len(stopped) == stop_workers
+    real_train, threads = E.train, []
+
+    def train(problem, state, *args, **kwargs):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real_train(problem, state, *args, **kwargs)
+
+    monkeypatch.setattr(E, "train", train)
+    records = E.train_models(models, 0, store, progress=False, workers=resume_workers)
+    assert sorted(map(list, {tuple(r["group_Ms"]) for r in records})) == stopped    # each resumed as batched
+    assert store.checkpoints() == {} and len(threads) == 2 * stop_workers            # steps 7-14, 14-20
+    if stop_workers == resume_workers == 2:
+        assert not any(threads)
+    straight = E.train_models(models, 0, Store(tmp_path / "t"), progress=False, workers=stop_workers)
+    assert [r["train_loss"] for r in records] == [r["train_loss"] for r in straight]
 
 
 @pytest.mark.slow
@@ -217,7 +233,7 @@ def test_the_command_line_runs_a_profile_then_its_ablation_into_the_store(tmp_pa
     (["--profile", "ci", "--threads", "0"], "--threads=0 must be >= 1"),
     (["--profile", "ci", "--device", "tpu"], "--device='tpu' must be 'cpu' or, on a machine with a GPU, 'cuda'"),
     (["--profile", "nope"], "invalid choice: 'nope'"),
-    (["--profile", "ci", "--workers", "0"], "--workers=0 must be >= 1, and 1 with --device cpu"),
+    (["--profile", "ci", "--workers", "0"], "--workers=0 must be >= 1, and more than 1 only with --device cpu"),
 ])
 def test_sweep_command_line_refuses_bad_arguments(argv, message, capsys):
     from memlab.sweep import main
