@@ -350,6 +350,11 @@ def phase_transition(profile: Profile, seed: int, store: Store, progress: bool =
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}
 
 
+def cores() -> int:
+    """The number of cores this process may run on (the default number of workers)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _one_thread() -> None:
     torch.set_num_threads(1)
 
@@ -383,7 +388,7 @@ def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing:
                     pass
     if not todo:
         return results
-    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    workers = cores() if workers is None else workers
     _check_workers(workers)
     todo.sort(key=lambda i: -jobs[i][0].setting.N)
     with _pool(min(workers, len(todo))) as pool:

@@ -43,7 +43,7 @@ from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: tqdm prints text bars
 
-from memlab.experiments import ablation, get_profile, model_spec, train_models
+from memlab.experiments import ablation, cores, get_profile, model_spec, train_models
 from memlab.figures import publish, use_style
 from memlab.loss import loss_per_time
 from memlab.schedule import time_grid
@@ -75,14 +75,15 @@ glue("seed", seed, display=False)
 
 # %% [markdown]
 # Profile **{glue:md}`profile`** ($N$ = {glue:text}`N`), capacities $M$ = {glue:md}`Ms_text`:
-# {glue:text}`n_starts` starts, {glue:text}`n_models` models, trained as one batch on the same
-# noise. Models already in the results store are reused (the paper's start at capacities of
-# the phase-transition chapter's grid is that chapter's model).
+# {glue:text}`n_starts` starts, {glue:text}`n_models` models, trained on the same noise (one
+# batch of them per core). Models already in the results store are reused (the paper's start
+# at capacities of the phase-transition chapter's grid is that chapter's model).
 
 # %%
 problem = prof.setting.problem(seed)
 store = profile_store(prof.name)
-records = train_models(models, seed, store, progress=False, problem=problem, train_missing=train_missing)
+records = train_models(models, seed, store, progress=False, problem=problem, train_missing=train_missing,
+                       workers=cores())
 # (entries stored before the loss curve was kept have none: NaN)
 curves = [store.get(make_key(model_spec(variant, seed, M)))[1].get("loss_curve", np.full(1, np.nan))
           for variant, M in models]
