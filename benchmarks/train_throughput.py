@@ -7,7 +7,8 @@ float32 matmul peak (a 4096^3 product). Reports model-steps per second, achieved
 (the five GEMMs of a step: 2 forward, 3 backward, 2 B (d+1) M flops each) and the ratios,
 and the ceiling peak / (plain loop's GFLOP/s): the largest speed-up over the plain loop that
 any implementation of the same matrix products can reach on this machine. At the ci profile's
-size it also times independent runs in one-thread processes against one multi-thread process.
+size it also times independent runs in one-thread processes against one multi-thread process,
+and one run with glibc's default allocator against memlab's (memlab/__init__.py).
 
     python benchmarks/train_throughput.py [--steps 5] [--json out.json]
 """
@@ -100,15 +101,30 @@ def processes_vs_threads(steps: int, n: int, N: int) -> float:
     """Independent runs at the ci protocol, as the chapters train them (experiments.phase_transitions):
     n one-thread processes side by side against one n-thread process, each timing memlab.train on
     the coarse grid at N samples; returns the gain in runs per second."""
-    def launch(threads: int, count: int) -> list[float]:
-        procs = [subprocess.Popen([sys.executable, __file__, "--ci-worker", str(steps), str(threads), str(N)],
-                                  stdout=subprocess.PIPE, text=True) for _ in range(count)]
-        outs = [proc.communicate()[0] for proc in procs]
-        if any(proc.returncode for proc in procs):
-            raise RuntimeError(f"a benchmark worker failed: {[proc.returncode for proc in procs]}")
-        return [float(out) for out in outs]
+    return n * _ci_workers(steps, n, 1, N)[0] / max(_ci_workers(steps, 1, n, N))
 
-    return n * launch(n, 1)[0] / max(launch(1, n))
+
+def _ci_workers(steps: int, threads: int, count: int, N: int, env: dict | None = None) -> list[float]:
+    """Seconds per step of `count` processes side by side, each timing memlab.train on the ci
+    coarse grid at N samples with `threads` threads (and `env` added to its environment)."""
+    procs = [subprocess.Popen([sys.executable, __file__, "--ci-worker", str(steps), str(threads), str(N)],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+             for _ in range(count)]
+    outs = [proc.communicate()[0] for proc in procs]
+    if any(proc.returncode for proc in procs):
+        raise RuntimeError(f"a benchmark worker failed: {[proc.returncode for proc in procs]}")
+    return [float(out) for out in outs]
+
+
+def allocator_gain(steps: int, N: int = 50, repeats: int = 3) -> float:
+    """One one-thread run at the ci protocol with glibc's default allocator (MEMLAB_MALLOC=default)
+    against memlab's, which keeps freed memory: the ratio of their best seconds per step, the
+    two alternating (other work on a shared machine only ever adds time)."""
+    default, kept = [], []
+    for _ in range(repeats):
+        default += _ci_workers(steps, 1, 1, N, {"MEMLAB_MALLOC": "default"})
+        kept += _ci_workers(steps, 1, 1, N)
+    return min(default) / min(kept)
 
 
 def ci_scale(steps: int) -> dict:
@@ -130,7 +146,8 @@ def ci_scale(steps: int) -> dict:
             "batched_vs_plain": plain / batched, "ci_coarse_grid_minutes": batched * protocol.steps / 60,
             "processes": len(os.sched_getaffinity(0)),
             **{f"processes_vs_threads_N{N}": processes_vs_threads(steps, len(os.sched_getaffinity(0)), N)
-               for N in (20, 50)}}
+               for N in (20, 50)},
+            "allocator_gain_N50": allocator_gain(steps // 2)}
 
 
 def main(argv=None) -> dict:
