@@ -123,7 +123,7 @@ def allocator_gain(steps: int, N: int = 50, repeats: int = 3) -> float:
     default, kept = [], []
     for _ in range(repeats):
         default += _ci_workers(steps, 1, 1, N, {"MEMLAB_MALLOC": "default"})
-        kept += _ci_workers(steps, 1, 1, N)
+        kept += _ci_workers(steps, 1, 1, N, {"MEMLAB_MALLOC": ""})
     return min(default) / min(kept)
 
 
