@@ -26,7 +26,7 @@ import time
 import torch
 
 import memlab.train as T
-from memlab.experiments import Setting, coarse_grid
+from memlab.experiments import Setting, coarse_grid, cores
 from memlab.schedule import alpha, sigma, time_grid
 from memlab.train import Protocol, init_state, learning_rate, noise_generator, train
 
@@ -144,8 +144,8 @@ def ci_scale(steps: int) -> dict:
             "batched_seconds_per_step": batched, "one_by_one_seconds_per_step": one_by_one,
             "plain_seconds_per_step": plain, "batched_vs_one_by_one": one_by_one / batched,
             "batched_vs_plain": plain / batched, "ci_coarse_grid_minutes": batched * protocol.steps / 60,
-            "processes": len(os.sched_getaffinity(0)),
-            **{f"processes_vs_threads_N{N}": processes_vs_threads(steps, len(os.sched_getaffinity(0)), N)
+            "processes": cores(),
+            **{f"processes_vs_threads_N{N}": processes_vs_threads(steps, cores(), N)
                for N in (20, 50)},
             "allocator_gain_N50": allocator_gain(steps // 2)}
 

@@ -111,7 +111,7 @@ SWEEPS: dict[str, Sweep] = {
         + [(Setting(N, 50, 12), (0, 1, 2)) for N in (300, 400)])),
     # The ci profile's setting at four sample sizes (N = 50 is the phase-transition chapter's, with
     # its two seeds; one seed below: a third less training than two, and still a line to fit),
-    # and at N = 30 one seed each of another d and K; about 8 minutes on 2 cores.
+    # and at N = 30 one seed each of another d and K; about 10 minutes on 2 cores on a slow day.
     "ci": Sweep("ci", PROFILES["ci"], tuple(
         [(Setting(N, 30, 3), (0,)) for N in (20, 30, 40)] + [(Setting(50, 30, 3), (0, 1))]
         + [(Setting(30, d, K), (0,)) for d, K in ((20, 3), (40, 3), (30, 6))])),
