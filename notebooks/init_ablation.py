@@ -222,4 +222,6 @@ glue("memorization_text", Markdown(
 # {download}`data <figures/fig-init_ablation-memorization.csv>`,
 # {download}`provenance <figures/fig-init_ablation-memorization.json>`; loss curves:
 # {download}`PNG <figures/fig-init_ablation-loss-curves.png>`,
-# {download}`data <figures/fig-init_ablation-loss-curves.csv>`.
+# {download}`SVG <figures/fig-init_ablation-loss-curves.svg>`,
+# {download}`data <figures/fig-init_ablation-loss-curves.csv>`,
+# {download}`provenance <figures/fig-init_ablation-loss-curves.json>`.

@@ -154,6 +154,10 @@ publish(fig, "fig-phase_transition-memorization", models, params)
 # Memorization ratio of the trained models against capacity (each point: DDIM samples of one
 # model, with its 95% Wilson interval; shaded: each seed's transition band). Profile
 # {glue:md}`profile`, {glue:text}`n_models` models over {glue:text}`n_seeds` seeds.
+# Files: {download}`PNG <figures/fig-phase_transition-memorization.png>`,
+# {download}`SVG <figures/fig-phase_transition-memorization.svg>`,
+# {download}`data <figures/fig-phase_transition-memorization.csv>`,
+# {download}`provenance <figures/fig-phase_transition-memorization.json>`.
 # ```
 #
 # The first capacity that memorizes (ratio at least 1/2) is at $M_{pt}/N$ =
@@ -223,6 +227,10 @@ glue("mpt_seed0", m_pt[seed0] / N if m_pt[seed0] is not None else float("nan"), 
 # Training (left) and held-out (right) loss at the representative time of the trained
 # models, of the partially memorizing denoisers with the same capacities, and of the ideal
 # and memorizing denoisers; first seed, profile {glue:md}`profile`.
+# Files: {download}`PNG <figures/fig-phase_transition-losses.png>`,
+# {download}`SVG <figures/fig-phase_transition-losses.svg>`,
+# {download}`data <figures/fig-phase_transition-losses.csv>`,
+# {download}`provenance <figures/fig-phase_transition-losses.json>`.
 # ```
 #
 # On the first seed, the partially memorizing denoiser's training loss first falls to the
@@ -258,6 +266,10 @@ publish(fig, "fig-phase_transition-parameters", models, params)
 # Right: median distance of the learned means to the nearest training point (solid) and to
 # the nearest true mean (dashed). Memorizing models keep their means on training points with
 # a small variance; generalizing ones move their means and widen their variance.
+# Files: {download}`PNG <figures/fig-phase_transition-parameters.png>`,
+# {download}`SVG <figures/fig-phase_transition-parameters.svg>`,
+# {download}`data <figures/fig-phase_transition-parameters.csv>`,
+# {download}`provenance <figures/fig-phase_transition-parameters.json>`.
 # ```
 #
 # ## Seeds
@@ -283,4 +295,8 @@ glue("seed_band_width", float((band["max"] - band["min"]).max()), display=False)
 #
 # The memorization ratio over seeds on the capacities all seeds trained: mean and the range
 # from the lowest to the highest seed. The widest spread is {glue:text}`seed_band_width:.2f`.
+# Files: {download}`PNG <figures/fig-phase_transition-seed-band.png>`,
+# {download}`SVG <figures/fig-phase_transition-seed-band.svg>`,
+# {download}`data <figures/fig-phase_transition-seed-band.csv>`,
+# {download}`provenance <figures/fig-phase_transition-seed-band.json>`.
 # ```

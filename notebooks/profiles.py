@@ -142,6 +142,10 @@ summary
 # stored seeds, the mean $M_{pt}/N$ is {glue:text}`ci_mpt:.2f` with the ci protocol and
 # {glue:text}`ref_mpt:.2f` with the paper's; the largest difference on one seed is
 # {glue:text}`ci_ref_gap:.2f`. The ci protocol trained {glue:text}`ci_speedup:.0f` times faster.
+# Files: {download}`PNG <figures/fig-profiles-ci-vs-paper-protocol.png>`,
+# {download}`SVG <figures/fig-profiles-ci-vs-paper-protocol.svg>`,
+# {download}`data <figures/fig-profiles-ci-vs-paper-protocol.csv>`,
+# {download}`provenance <figures/fig-profiles-ci-vs-paper-protocol.json>`.
 # ```
 
 # %% [markdown]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -289,3 +291,21 @@ def test_malformed_variant_page_is_an_error_naming_it(tmp_path, text, message):
     write_variant(paths, text=text)
     with pytest.raises((ValueError, TypeError), match=message):
         book.prepare("big", paths, {})
+
+
+# --- the real chapters -------------------------------------------------------------------
+
+CHAPTER_SOURCES = sorted(book.BookPaths.at(Path(__file__).parent.parent).notebooks.glob("*.py"))
+
+
+@pytest.mark.parametrize("source", CHAPTER_SOURCES, ids=lambda path: path.stem)
+def test_every_figure_of_a_chapter_is_shown_with_links_to_its_files(source):
+    """Authors cite a figure with its data: each published figure is on the page, which links
+    its picture (PNG, SVG), its numbers (CSV) and its provenance (JSON)."""
+    text = source.read_text()
+    published = set(re.findall(r'publish\(\w+, "(fig-[^"]+)"', text))
+    shown = set(re.findall(r"\{glue:figure\} (fig-\S+)", text))
+    assert published == shown, f"{source.name}: published {sorted(published)}, shown {sorted(shown)}"
+    missing = [f"{fig}.{ext}" for fig in sorted(shown) for ext in ("png", "svg", "csv", "json")
+               if f"<figures/{fig}.{ext}>`" not in text]
+    assert not missing, f"{source.name} does not link {missing}"
