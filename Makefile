@@ -23,7 +23,7 @@ book: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
 
-# Trains and stores models (resumable): make results PROFILE=paper SEEDS="0 1 2", make results SCALING=paper,
+# Trains and stores models (resumable): make results PROFILE=paper SEEDS="0 1 2", make results SCALING=paper [SEEDS=0],
 # make results ABLATION=paper (the initialisation ablation); WORKERS=2: one one-thread process per core
 PROFILE ?=
 ABLATION ?=

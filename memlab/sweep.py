@@ -1,15 +1,16 @@
 """Command line: run a profile's phase-transition sweep into the results store, resumably.
 
     python -m memlab.sweep --profile paper --seeds 0 1 2 [--store results] [--threads N] [--device cuda]
-    python -m memlab.sweep --scaling paper [--store results] [--threads N] [--device cuda]
+    python -m memlab.sweep --scaling paper [--seeds 0] [--store results] [--threads N] [--device cuda]
     python -m memlab.sweep --ablation paper [--seeds 0]
     python -m memlab.sweep --profile paper --seeds 0 --workers 2
 
 --profile runs one setting's seeds (the phase-transition chapter); --ablation the
 initialisation ablation of a profile for its first seed or --seeds (its chapter's default
 capacities and variances); --scaling every setting and seed of a linear-scaling sweep (the
-linear-scaling chapter). Given together they run in that order, and --seeds applies to
-both --profile and --ablation. --minutes stops at the first checkpoint after that long.
+linear-scaling chapter), or with --seeds only those seeds of each setting. Given together
+they run in that order, and --seeds applies to each. --minutes stops at the first
+checkpoint after that long.
 --workers N deals each batch of models into N processes of one torch thread each (one per
 core; faster than N threads); checkpoints of another batching are resumed as they were batched.
 
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", choices=sorted(PROFILES))
     parser.add_argument("--scaling", choices=sorted(SWEEPS))
     parser.add_argument("--seeds", type=int, nargs="*",
-                        help="default: the profile's seeds (--profile), its first seed (--ablation)")
+                        help="default: the profile's seeds (--profile), its first seed (--ablation), "
+                             "each setting's seeds (--scaling)")
     parser.add_argument("--workers", type=int, default=1,
                         help="train each batch of models in this many one-thread processes (CPU only)")
     parser.add_argument("--store", type=Path, default=STORE)
@@ -66,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
     if not (args.profile or args.ablation or args.scaling):
         parser.error("name a --profile, an --ablation, a --scaling sweep, or several")
-    if args.seeds is not None and not (args.profile or args.ablation):
-        parser.error("--seeds goes with --profile or --ablation; a --scaling sweep names its own seeds")
     if args.workers < 1 or (args.workers > 1 and args.device != "cpu"):
         parser.error(f"--workers={args.workers} must be >= 1, and more than 1 only with --device cpu")
     work = []                                                   # (what, profile, seed) in order
@@ -79,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         work += [("ablation", profile, seed) for seed in (profile.seeds[:1] if args.seeds is None else args.seeds)]
     if args.scaling:
         sweep = SWEEPS[args.scaling]
-        work += [("transition", sweep.profile(setting), seed) for setting, seeds in sweep.runs for seed in seeds]
+        runs = [(setting, seed) for setting, seeds in sweep.runs for seed in seeds]
+        chosen = [(setting, seed) for setting, seed in runs if args.seeds is None or seed in args.seeds]
+        if not chosen:
+            parser.error(f"--seeds={args.seeds} selects no run of the {args.scaling!r} sweep; "
+                         f"its seeds are {sorted({seed for _, seed in runs})}")
+        work += [("transition", sweep.profile(setting), seed) for setting, seed in chosen]
     for what, profile, seed in work:
         store = profile_store(profile.name, args.store)
         start = time.perf_counter()

@@ -228,7 +228,7 @@ def test_the_command_line_runs_a_profile_then_its_ablation_into_the_store(tmp_pa
 
 @pytest.mark.parametrize("argv, message", [
     ([], "name a --profile, an --ablation, a --scaling sweep, or several"),
-    (["--scaling", "ci", "--seeds", "1"], "--seeds goes with --profile or --ablation"),
+    (["--scaling", "ci", "--seeds", "7"], "--seeds=[7] selects no run of the 'ci' sweep; its seeds are [0, 1]"),
     (["--profile", "ci", "--minutes", "0"], "--minutes=0.0 must be > 0"),
     (["--profile", "ci", "--threads", "0"], "--threads=0 must be >= 1"),
     (["--profile", "ci", "--device", "tpu"], "--device='tpu' must be 'cpu' or, on a machine with a GPU, 'cuda'"),
@@ -241,6 +241,20 @@ def test_sweep_command_line_refuses_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_sweep_command_line_runs_the_chosen_seeds_of_a_scaling_sweep_in_its_order(monkeypatch, tmp_path):
+    import memlab.sweep as S
+
+    calls = []
+    monkeypatch.setattr(S, "phase_transition", lambda profile, seed, store, **kw: calls.append(
+        (profile.setting.N, profile.setting.d, profile.setting.K, seed)) or {"M_pt": None, "band": None, "records": []})
+    assert S.main(["--scaling", "paper", "--seeds", "1", "--store", str(tmp_path)]) == 0
+    from memlab.experiments import get_sweep
+
+    runs = [(s.N, s.d, s.K, seed) for s, seeds in get_sweep("paper").runs for seed in seeds]
+    assert calls == [run for run in runs if run[3] == 1] and len(calls) == 66
+    assert calls[:4] == [(N, 50, 12, 1) for N in (50, 100, 150, 200)]      # the paper's main d and K first
 
 
 def test_sweeps_share_the_store_of_their_profile():
