@@ -14,7 +14,7 @@ A page of the book may also be a *variant*: ``notebooks/<page>.yml`` names a cha
 title and parameters, and the page is that chapter executed with them (the paper-scale
 pages, read from the results store, are variants of the ci chapters). The variant's title
 replaces the chapter's, and its figures are named ``fig-<page>-<slug>`` instead of
-``fig-<chapter>-<slug>``, so that both pages can be in the book.
+``fig-<chapter>-<slug>`` (names written with '-' for '_'), so that both pages can be in the book.
 
 A chapter that fails leaves no ``<name>.ipynb`` (nothing stale is rendered) and is kept
 as ``<name>.failed.ipynb`` for debugging. Finally, unless ``--no-html``, the driver runs
@@ -279,13 +279,14 @@ def read_variant(page: str, paths: BookPaths) -> tuple[str, str, dict[str, Any]]
 
 
 def as_variant(nb: nbformat.NotebookNode, chapter: str, page: str, title: str) -> nbformat.NotebookNode:
-    """The chapter's notebook retitled, with its figures fig-<chapter>-* renamed fig-<page>-*."""
+    """The chapter's notebook retitled, with its figures fig-<chapter>-* renamed fig-<page>-* (the
+    names written with '-' for '_', as figure ids are: see memlab.figures)."""
     first = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
     if first is None or not first.source.startswith("# "):
         raise ValueError(f"chapter '{chapter}' must open with a markdown cell '# <title>' to have variant pages")
     first.source = "# " + title + "".join(first.source.partition("\n")[1:])
     for cell in nb.cells:
-        cell.source = cell.source.replace(f"fig-{chapter}-", f"fig-{page}-")
+        cell.source = cell.source.replace(f"fig-{chapter.replace('_', '-')}-", f"fig-{page.replace('_', '-')}-")
     return nb
 
 

@@ -1,6 +1,8 @@
 """The book's one figure style, and saving a figure with its data and provenance.
 
-Every figure has a stable id `fig-<chapter>-<slug>` and is written as
+Every figure has a stable id `fig-<chapter>-<slug>`, the chapter's name written with '-' for '_'
+(fig-phase-transition-losses): Sphinx writes HTML anchors that way, so the id is at once the
+files' name and the figure's anchor in its page. It is written as
     <id>.png, <id>.svg   the picture (SVG without a date, so reruns give the same file)
     <id>.csv             the plotted data
     <id>.json            parameters, seed, git commit and package versions
@@ -20,7 +22,7 @@ import matplotlib.pyplot
 import pandas as pd
 import seaborn as sns
 
-FIG_ID = re.compile(r"^fig-[a-z0-9_]+-[a-z0-9]+(?:-[a-z0-9]+)*$")
+FIG_ID = re.compile(r"^fig-[a-z0-9]+(?:-[a-z0-9]+)+$")
 PACKAGES = ("memlab", "torch", "numpy", "matplotlib", "seaborn", "pandas", "papermill", "jupyter-book")
 
 
@@ -61,7 +63,8 @@ def save_figure(fig, fig_id: str, data: pd.DataFrame, params: dict, outdir: str 
     determined them (JSON-serialisable, the seed included).
     """
     if not FIG_ID.match(fig_id):
-        raise ValueError(f"figure id {fig_id!r} must look like 'fig-<chapter>-<slug>' (lowercase, digits, '-')")
+        raise ValueError(f"figure id {fig_id!r} must look like 'fig-<chapter>-<slug>' (lowercase letters, digits "
+                         "and '-', no '_': the HTML anchor must be the id itself)")
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     outdir = Path(outdir)

@@ -149,11 +149,11 @@ for ax, M in zip(axes[0], Ms):
 axes[0][0].set_ylabel("training loss (eps units)")
 fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4,
            fontsize=8)
-publish(fig, "fig-init_ablation-loss-curves", pd.DataFrame(curve_rows), params)
+publish(fig, "fig-init-ablation-loss-curves", pd.DataFrame(curve_rows), params)
 
 # %% [markdown]
-# ```{glue:figure} fig-init_ablation-loss-curves
-# :name: fig-init_ablation-loss-curves
+# ```{glue:figure} fig-init-ablation-loss-curves
+# :name: fig-init-ablation-loss-curves
 #
 # Training loss against step for each start (mean over 1,000 steps; colour: where the means
 # start; line style: the initial variance), one panel per capacity; the data file has every
@@ -192,7 +192,7 @@ ax.axhline(0.5, color="k", ls=":", lw=1)
 ax.set_xlabel("capacity M/N")
 ax.set_ylabel("memorization ratio (95% Wilson interval)")
 ax.legend(fontsize=7)
-publish(fig, "fig-init_ablation-memorization", table, params)
+publish(fig, "fig-init-ablation-memorization", table, params)
 others = table[~is_paper]
 apart = others[(others["lo"] > others["M"].map(paper_start["hi"])) | (others["hi"] < others["M"].map(paper_start["lo"]))]
 paper_max, random_max = paper_start["memorization"].max(), random_starts["memorization"].max()
@@ -207,8 +207,8 @@ glue("memorization_text", Markdown(
        "The start does not decide whether these capacities memorize." if apart.empty else "")), display=False)
 
 # %% [markdown]
-# ```{glue:figure} fig-init_ablation-memorization
-# :name: fig-init_ablation-memorization
+# ```{glue:figure} fig-init-ablation-memorization
+# :name: fig-init-ablation-memorization
 #
 # Memorization ratio of the trained models against capacity, by start (colour: where the
 # means start; filled circles: the paper's initial variance, open squares: another). Profile
@@ -217,11 +217,11 @@ glue("memorization_text", Markdown(
 #
 # {glue:md}`memorization_text`
 #
-# Downloads: {download}`PNG <figures/fig-init_ablation-memorization.png>`,
-# {download}`SVG <figures/fig-init_ablation-memorization.svg>`,
-# {download}`data <figures/fig-init_ablation-memorization.csv>`,
-# {download}`provenance <figures/fig-init_ablation-memorization.json>`; loss curves:
-# {download}`PNG <figures/fig-init_ablation-loss-curves.png>`,
-# {download}`SVG <figures/fig-init_ablation-loss-curves.svg>`,
-# {download}`data <figures/fig-init_ablation-loss-curves.csv>`,
-# {download}`provenance <figures/fig-init_ablation-loss-curves.json>`.
+# Downloads: {download}`PNG <figures/fig-init-ablation-memorization.png>`,
+# {download}`SVG <figures/fig-init-ablation-memorization.svg>`,
+# {download}`data <figures/fig-init-ablation-memorization.csv>`,
+# {download}`provenance <figures/fig-init-ablation-memorization.json>`; loss curves:
+# {download}`PNG <figures/fig-init-ablation-loss-curves.png>`,
+# {download}`SVG <figures/fig-init-ablation-loss-curves.svg>`,
+# {download}`data <figures/fig-init-ablation-loss-curves.csv>`,
+# {download}`provenance <figures/fig-init-ablation-loss-curves.json>`.

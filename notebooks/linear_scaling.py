@@ -144,17 +144,17 @@ for i, (seed, sub) in enumerate(on_line.groupby("seed")):
 ax.set_xlabel("training samples N")
 ax.set_ylabel("threshold capacity $M_{pt}$")
 ax.legend(fontsize=8)
-publish(fig, "fig-linear_scaling-law", on_line, {**params, "d": main[0], "K": main[1]})
+publish(fig, "fig-linear-scaling-law", on_line, {**params, "d": main[0], "K": main[1]})
 
 # %% [markdown]
-# ```{glue:figure} fig-linear_scaling-law
-# :name: fig-linear_scaling-law
+# ```{glue:figure} fig-linear-scaling-law
+# :name: fig-linear-scaling-law
 #
 # The threshold capacity $M_{pt}$ against $N$, sweep {glue:md}`sweep`. Files:
-# {download}`PNG <figures/fig-linear_scaling-law.png>`,
-# {download}`SVG <figures/fig-linear_scaling-law.svg>`,
-# {download}`data <figures/fig-linear_scaling-law.csv>`,
-# {download}`provenance <figures/fig-linear_scaling-law.json>`.
+# {download}`PNG <figures/fig-linear-scaling-law.png>`,
+# {download}`SVG <figures/fig-linear-scaling-law.svg>`,
+# {download}`data <figures/fig-linear-scaling-law.csv>`,
+# {download}`provenance <figures/fig-linear-scaling-law.json>`.
 # ```
 #
 # {glue:md}`law_text`
@@ -313,19 +313,19 @@ ax.plot([0.5, 1.02], [0.5, 1.02], "k:", lw=1, label="equal")
 ax.set_xlabel("measured $M_{pt}/N$ (trained models)")
 ax.set_ylabel("$M^*/N$: pmem loss crosses the ideal loss")
 ax.legend(fontsize=8)
-publish(fig, "fig-linear_scaling-hypothesis", hypothesis, params)
+publish(fig, "fig-linear-scaling-hypothesis", hypothesis, params)
 hypothesis
 
 # %% [markdown]
-# ```{glue:figure} fig-linear_scaling-hypothesis
-# :name: fig-linear_scaling-hypothesis
+# ```{glue:figure} fig-linear-scaling-hypothesis
+# :name: fig-linear-scaling-hypothesis
 #
 # Where the Monte Carlo training loss of $\mathrm{pmem}_M$ crosses the ideal denoiser's, under
 # each weighting, against the threshold measured on trained models (one point per setting).
-# Files: {download}`PNG <figures/fig-linear_scaling-hypothesis.png>`,
-# {download}`SVG <figures/fig-linear_scaling-hypothesis.svg>`,
-# {download}`data <figures/fig-linear_scaling-hypothesis.csv>`,
-# {download}`provenance <figures/fig-linear_scaling-hypothesis.json>`.
+# Files: {download}`PNG <figures/fig-linear-scaling-hypothesis.png>`,
+# {download}`SVG <figures/fig-linear-scaling-hypothesis.svg>`,
+# {download}`data <figures/fig-linear-scaling-hypothesis.csv>`,
+# {download}`provenance <figures/fig-linear-scaling-hypothesis.json>`.
 # ```
 #
 # Under the training weighting $\lambda = \psi$ the partially memorizing loss stays above the
@@ -363,18 +363,18 @@ ax.set_yscale("log")
 ax.set_xlabel("time t")
 ax.set_ylabel(r"weighting $\lambda(t)$, normalised to mean 1")
 ax.legend(fontsize=8)
-publish(fig, "fig-linear_scaling-weightings", shown, params)
+publish(fig, "fig-linear-scaling-weightings", shown, params)
 
 # %% [markdown]
-# ```{glue:figure} fig-linear_scaling-weightings
-# :name: fig-linear_scaling-weightings
+# ```{glue:figure} fig-linear-scaling-weightings
+# :name: fig-linear-scaling-weightings
 #
 # The weightings compared (normalised to mean 1; the two-time weighting is zero elsewhere and
 # is drawn only where it is positive on the log scale). Files:
-# {download}`PNG <figures/fig-linear_scaling-weightings.png>`,
-# {download}`SVG <figures/fig-linear_scaling-weightings.svg>`,
-# {download}`data <figures/fig-linear_scaling-weightings.csv>`,
-# {download}`provenance <figures/fig-linear_scaling-weightings.json>`.
+# {download}`PNG <figures/fig-linear-scaling-weightings.png>`,
+# {download}`SVG <figures/fig-linear-scaling-weightings.svg>`,
+# {download}`data <figures/fig-linear-scaling-weightings.csv>`,
+# {download}`provenance <figures/fig-linear-scaling-weightings.json>`.
 # ```
 #
 # A fitted weighting therefore says little about *which* times matter: the data pin down one

@@ -149,7 +149,7 @@ for ax, name in zip(axes, ("ideal", "memorizing")):
     ax.set_title(f"{name} denoiser")
 axes[0].set_ylabel("mean top softmax weight")
 axes[1].legend(fontsize=8)
-publish(fig, "fig-overlapping_modes-sparsity", sparsity, params)
+publish(fig, "fig-overlapping-modes-sparsity", sparsity, params)
 at_rep = sparsity[np.isclose(sparsity.t, float(times[rep]))].set_index("c")
 glue("t_rep", float(times[rep]), display=False)
 glue("sparsity_text", Markdown(
@@ -163,15 +163,15 @@ glue("sparsity_text", Markdown(
     "denoiser's softmax feels the overlap."), display=False)
 
 # %% [markdown]
-# ```{glue:figure} fig-overlapping_modes-sparsity
-# :name: fig-overlapping_modes-sparsity
+# ```{glue:figure} fig-overlapping-modes-sparsity
+# :name: fig-overlapping-modes-sparsity
 #
 # Mean top softmax weight against time for each radius $c\sqrt d$ of the true means (dotted:
 # the representative time $t$ = {glue:text}`t_rep:.3f`). Profile {glue:md}`profile`, seed
-# {glue:text}`seed`. Files: {download}`PNG <figures/fig-overlapping_modes-sparsity.png>`,
-# {download}`SVG <figures/fig-overlapping_modes-sparsity.svg>`,
-# {download}`data <figures/fig-overlapping_modes-sparsity.csv>`,
-# {download}`provenance <figures/fig-overlapping_modes-sparsity.json>`.
+# {glue:text}`seed`. Files: {download}`PNG <figures/fig-overlapping-modes-sparsity.png>`,
+# {download}`SVG <figures/fig-overlapping-modes-sparsity.svg>`,
+# {download}`data <figures/fig-overlapping-modes-sparsity.csv>`,
+# {download}`provenance <figures/fig-overlapping-modes-sparsity.json>`.
 # ```
 #
 # {glue:md}`sparsity_text`
@@ -219,7 +219,7 @@ axes[1].axhspan(1, 2, color="C3", alpha=0.1, label="Theorem 3.2: 1 <= C <= 2")
 axes[1].set_xlabel("radius of the true means / sqrt(d)")
 axes[1].set_ylabel(f"measured C (t = {float(times[rep]):.3f})")
 axes[1].legend(fontsize=8)
-publish(fig, "fig-overlapping_modes-approximations",
+publish(fig, "fig-overlapping-modes-approximations",
         pd.DataFrame([{"c": c, "t": float(t), "generalizing ratio": float(mc[c]["gen_ratio"][j]), "C": mc[c]["C"]}
                       for c in separations for j, t in enumerate(times)]), params)
 worst = approximations["largest ratio over t"].idxmax()
@@ -238,16 +238,16 @@ glue("approximations_text", Markdown(
 approximations
 
 # %% [markdown]
-# ```{glue:figure} fig-overlapping_modes-approximations
-# :name: fig-overlapping_modes-approximations
+# ```{glue:figure} fig-overlapping-modes-approximations
+# :name: fig-overlapping-modes-approximations
 #
 # Left: the measured generalizing excess over Theorem 3.1's approximation, against time, for
 # each radius. Right: the measured constant $C$ of Theorem 3.2 against the radius. Profile
 # {glue:md}`profile`, seed {glue:text}`seed`. Files:
-# {download}`PNG <figures/fig-overlapping_modes-approximations.png>`,
-# {download}`SVG <figures/fig-overlapping_modes-approximations.svg>`,
-# {download}`data <figures/fig-overlapping_modes-approximations.csv>`,
-# {download}`provenance <figures/fig-overlapping_modes-approximations.json>`.
+# {download}`PNG <figures/fig-overlapping-modes-approximations.png>`,
+# {download}`SVG <figures/fig-overlapping-modes-approximations.svg>`,
+# {download}`data <figures/fig-overlapping-modes-approximations.csv>`,
+# {download}`provenance <figures/fig-overlapping-modes-approximations.json>`.
 # ```
 #
 # {glue:md}`approximations_text`
@@ -313,7 +313,7 @@ ax.plot(transitions.index, transitions["hypothesis M*/N, uniform"], "^--", color
 ax.set_xlabel("radius of the true means / sqrt(d)")
 ax.set_ylabel("M/N")
 ax.legend(fontsize=8)
-publish(fig, "fig-overlapping_modes-transition", models.merge(transitions.reset_index(), on="c"), params)
+publish(fig, "fig-overlapping-modes-transition", models.merge(transitions.reset_index(), on="c"), params)
 paper_row = transitions.iloc[0]
 half = transitions["M/N at ratio 0.5"].dropna()
 glue("missing_text", Markdown("" if not missing else
@@ -345,17 +345,17 @@ glue("transition_text", Markdown(
 transitions
 
 # %% [markdown]
-# ```{glue:figure} fig-overlapping_modes-transition
-# :name: fig-overlapping_modes-transition
+# ```{glue:figure} fig-overlapping-modes-transition
+# :name: fig-overlapping-modes-transition
 #
 # Left: memorization ratio of the trained models against capacity, one curve per radius of the
 # true means. Right: the capacity where the ratio reaches 1/2 and the range where it climbs from
 # 0.1 to 0.9 (interpolated between trained capacities), and $M_{pt}/N$, against the radius, with
 # the hypothesis's crossover under two weightings. Profile {glue:md}`profile`, seed
-# {glue:text}`seed`. Files: {download}`PNG <figures/fig-overlapping_modes-transition.png>`,
-# {download}`SVG <figures/fig-overlapping_modes-transition.svg>`,
-# {download}`data <figures/fig-overlapping_modes-transition.csv>`,
-# {download}`provenance <figures/fig-overlapping_modes-transition.json>`.
+# {glue:text}`seed`. Files: {download}`PNG <figures/fig-overlapping-modes-transition.png>`,
+# {download}`SVG <figures/fig-overlapping-modes-transition.svg>`,
+# {download}`data <figures/fig-overlapping-modes-transition.csv>`,
+# {download}`provenance <figures/fig-overlapping-modes-transition.json>`.
 # ```
 #
 # {glue:md}`transition_text` {glue:md}`missing_text`

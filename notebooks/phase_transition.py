@@ -145,19 +145,19 @@ ax.axhline(0.5, color="k", ls=":", lw=1)
 ax.set_xlabel("capacity M/N")
 ax.set_ylabel("memorization ratio (95% Wilson interval)")
 ax.legend()
-publish(fig, "fig-phase_transition-memorization", models, params)
+publish(fig, "fig-phase-transition-memorization", models, params)
 
 # %% [markdown]
-# ```{glue:figure} fig-phase_transition-memorization
-# :name: fig-phase_transition-memorization
+# ```{glue:figure} fig-phase-transition-memorization
+# :name: fig-phase-transition-memorization
 #
 # Memorization ratio of the trained models against capacity (each point: DDIM samples of one
 # model, with its 95% Wilson interval; shaded: each seed's transition band). Profile
 # {glue:md}`profile`, {glue:text}`n_models` models over {glue:text}`n_seeds` seeds.
-# Files: {download}`PNG <figures/fig-phase_transition-memorization.png>`,
-# {download}`SVG <figures/fig-phase_transition-memorization.svg>`,
-# {download}`data <figures/fig-phase_transition-memorization.csv>`,
-# {download}`provenance <figures/fig-phase_transition-memorization.json>`.
+# Files: {download}`PNG <figures/fig-phase-transition-memorization.png>`,
+# {download}`SVG <figures/fig-phase-transition-memorization.svg>`,
+# {download}`data <figures/fig-phase-transition-memorization.csv>`,
+# {download}`provenance <figures/fig-phase-transition-memorization.json>`.
 # ```
 #
 # The first capacity that memorizes (ratio at least 1/2) is at $M_{pt}/N$ =
@@ -214,23 +214,23 @@ ax2.axhline(losses["ideal, held-out"][0], color="C2", label="ideal")
 ax2.set_title("held-out loss")
 ax2.set_xlabel("capacity M/N")
 ax2.legend()
-publish(fig, "fig-phase_transition-losses", losses, {**params, "seed": seed0, "t": float(t_rep)})
+publish(fig, "fig-phase-transition-losses", losses, {**params, "seed": seed0, "t": float(t_rep)})
 gap = losses["pmem, train"] - losses["ideal, train"]
 below = np.flatnonzero(gap.to_numpy() <= 0)
 glue("cross_pmem", float(losses["M/N"][below[0]]) if len(below) else float("nan"), display=False)
 glue("mpt_seed0", m_pt[seed0] / N if m_pt[seed0] is not None else float("nan"), display=False)
 
 # %% [markdown]
-# ```{glue:figure} fig-phase_transition-losses
-# :name: fig-phase_transition-losses
+# ```{glue:figure} fig-phase-transition-losses
+# :name: fig-phase-transition-losses
 #
 # Training (left) and held-out (right) loss at the representative time of the trained
 # models, of the partially memorizing denoisers with the same capacities, and of the ideal
 # and memorizing denoisers; first seed, profile {glue:md}`profile`.
-# Files: {download}`PNG <figures/fig-phase_transition-losses.png>`,
-# {download}`SVG <figures/fig-phase_transition-losses.svg>`,
-# {download}`data <figures/fig-phase_transition-losses.csv>`,
-# {download}`provenance <figures/fig-phase_transition-losses.json>`.
+# Files: {download}`PNG <figures/fig-phase-transition-losses.png>`,
+# {download}`SVG <figures/fig-phase-transition-losses.svg>`,
+# {download}`data <figures/fig-phase-transition-losses.csv>`,
+# {download}`provenance <figures/fig-phase-transition-losses.json>`.
 # ```
 #
 # On the first seed, the partially memorizing denoiser's training loss first falls to the
@@ -256,20 +256,20 @@ ax.legend(fontsize=8)
 ax2.set_xlabel("capacity M/N")
 ax2.set_ylabel("median distance of a learned mean")
 ax2.legend(fontsize=7)
-publish(fig, "fig-phase_transition-parameters", models, params)
+publish(fig, "fig-phase-transition-parameters", models, params)
 
 # %% [markdown]
-# ```{glue:figure} fig-phase_transition-parameters
-# :name: fig-phase_transition-parameters
+# ```{glue:figure} fig-phase-transition-parameters
+# :name: fig-phase-transition-parameters
 #
 # Left: the learned variance against capacity (dotted: the data's component variance).
 # Right: median distance of the learned means to the nearest training point (solid) and to
 # the nearest true mean (dashed). Memorizing models keep their means on training points with
 # a small variance; generalizing ones move their means and widen their variance.
-# Files: {download}`PNG <figures/fig-phase_transition-parameters.png>`,
-# {download}`SVG <figures/fig-phase_transition-parameters.svg>`,
-# {download}`data <figures/fig-phase_transition-parameters.csv>`,
-# {download}`provenance <figures/fig-phase_transition-parameters.json>`.
+# Files: {download}`PNG <figures/fig-phase-transition-parameters.png>`,
+# {download}`SVG <figures/fig-phase-transition-parameters.svg>`,
+# {download}`data <figures/fig-phase-transition-parameters.csv>`,
+# {download}`provenance <figures/fig-phase-transition-parameters.json>`.
 # ```
 #
 # ## Seeds
@@ -286,17 +286,17 @@ ax.plot(band["M/N"], band["mean"], "o-", ms=4, label="mean over seeds")
 ax.set_xlabel("capacity M/N")
 ax.set_ylabel("memorization ratio")
 ax.legend()
-publish(fig, "fig-phase_transition-seed-band", band, params)
+publish(fig, "fig-phase-transition-seed-band", band, params)
 glue("seed_band_width", float((band["max"] - band["min"]).max()), display=False)
 
 # %% [markdown]
-# ```{glue:figure} fig-phase_transition-seed-band
-# :name: fig-phase_transition-seed-band
+# ```{glue:figure} fig-phase-transition-seed-band
+# :name: fig-phase-transition-seed-band
 #
 # The memorization ratio over seeds on the capacities all seeds trained: mean and the range
 # from the lowest to the highest seed. The widest spread is {glue:text}`seed_band_width:.2f`.
-# Files: {download}`PNG <figures/fig-phase_transition-seed-band.png>`,
-# {download}`SVG <figures/fig-phase_transition-seed-band.svg>`,
-# {download}`data <figures/fig-phase_transition-seed-band.csv>`,
-# {download}`provenance <figures/fig-phase_transition-seed-band.json>`.
+# Files: {download}`PNG <figures/fig-phase-transition-seed-band.png>`,
+# {download}`SVG <figures/fig-phase-transition-seed-band.svg>`,
+# {download}`data <figures/fig-phase-transition-seed-band.csv>`,
+# {download}`provenance <figures/fig-phase-transition-seed-band.json>`.
 # ```

@@ -130,7 +130,7 @@ for ax in axes[:, 0]:
     ax.set_ylabel(r"$\|\mathrm{softmax}(v/T) - e_k\|_p$")
 axes[0, 0].legend(fontsize=8, loc="lower left")
 lemma = pd.DataFrame(lemma_rows)
-publish(fig, "fig-softmax_sparsity-lemma-d1", lemma, params)
+publish(fig, "fig-softmax-sparsity-lemma-d1", lemma, params)
 
 # %%
 lemma["ratio"] = lemma["deviation"] / lemma["bound"]
@@ -145,18 +145,18 @@ for label, n in (("K", K), ("N", N)):
 glue("tied_gap_max", float(tied_gaps[-1]), display=False)
 
 # %% [markdown]
-# ```{glue:figure} fig-softmax_sparsity-lemma-d1
-# :name: fig-softmax_sparsity-lemma-d1
+# ```{glue:figure} fig-softmax-sparsity-lemma-d1
+# :name: fig-softmax-sparsity-lemma-d1
 #
 # Lemma D.1 on random score vectors of length $n = K$ (top) and $n = N$ (bottom) for the
 # norms $p = 1, 2, \infty$: the deviation of the softmax from one-hot against the gap $\gamma/T$,
 # for {glue:text}`n_vectors` Gaussian vectors of random scale (dots) and the tied vector
 # (orange), with the bound (dashed). In the grey region the bound exceeds the largest possible
 # deviation $2^{1/p}$ and says nothing. Files:
-# {download}`PNG <figures/fig-softmax_sparsity-lemma-d1.png>`,
-# {download}`SVG <figures/fig-softmax_sparsity-lemma-d1.svg>`,
-# {download}`data <figures/fig-softmax_sparsity-lemma-d1.csv>`,
-# {download}`provenance <figures/fig-softmax_sparsity-lemma-d1.json>`.
+# {download}`PNG <figures/fig-softmax-sparsity-lemma-d1.png>`,
+# {download}`SVG <figures/fig-softmax-sparsity-lemma-d1.svg>`,
+# {download}`data <figures/fig-softmax-sparsity-lemma-d1.csv>`,
+# {download}`provenance <figures/fig-softmax-sparsity-lemma-d1.json>`.
 # ```
 #
 # The bound holds for every vector, and it is vacuous below a gap of $\log(n-1)$ for $p = 1$
@@ -217,7 +217,7 @@ for ax, (p_name, p) in zip(axes, NORMS.items()):
 axes[0].set_ylabel("distance to the softmax restricted to S")
 axes[0].legend(fontsize=8, loc="lower left")
 set_lemma = pd.DataFrame(set_rows)
-publish(fig, "fig-softmax_sparsity-lemma-d2", set_lemma, {**params, "set_size": size})
+publish(fig, "fig-softmax-sparsity-lemma-d2", set_lemma, {**params, "set_size": size})
 set_lemma["ratio"] = set_lemma["deviation"] / set_lemma["bound"]
 extreme_end = set_lemma[(set_lemma["family"] == "extreme") & (set_lemma["gap_S"] == float(tied_gaps[-1]))]
 glue("set_size", size, display=False)
@@ -227,16 +227,16 @@ glue("set_violations", int((set_lemma["deviation"] > set_lemma["bound"] * (1 + 1
 glue("set_checks", len(set_lemma), display=False)
 
 # %% [markdown]
-# ```{glue:figure} fig-softmax_sparsity-lemma-d2
-# :name: fig-softmax_sparsity-lemma-d2
+# ```{glue:figure} fig-softmax-sparsity-lemma-d2
+# :name: fig-softmax-sparsity-lemma-d2
 #
 # Lemma D.2 for a set $S$ of {glue:text}`set_size` entries among $n = N$: the distance between
 # the softmax and the softmax restricted to $S$ against the set gap $\gamma_S$, for Gaussian
 # vectors (dots) and the extreme vector (orange), with the bound (dashed). Files:
-# {download}`PNG <figures/fig-softmax_sparsity-lemma-d2.png>`,
-# {download}`SVG <figures/fig-softmax_sparsity-lemma-d2.svg>`,
-# {download}`data <figures/fig-softmax_sparsity-lemma-d2.csv>`,
-# {download}`provenance <figures/fig-softmax_sparsity-lemma-d2.json>`.
+# {download}`PNG <figures/fig-softmax-sparsity-lemma-d2.png>`,
+# {download}`SVG <figures/fig-softmax-sparsity-lemma-d2.svg>`,
+# {download}`data <figures/fig-softmax-sparsity-lemma-d2.csv>`,
+# {download}`provenance <figures/fig-softmax-sparsity-lemma-d2.json>`.
 # ```
 #
 # The set bound held in all {glue:text}`set_checks` cases ({glue:text}`set_violations`
@@ -448,7 +448,7 @@ for ax in axes[:, 0]:
 fig.colorbar(top, ax=axes[0], label="mean weight of the top entry")
 fig.colorbar(eff, ax=axes[1], label="mean exp(entropy)")
 heat_columns = ["d", "t", "psi"] + [f"{k} {q}" for k in names for q in ("top mass", "effective number")]
-publish(fig, "fig-softmax_sparsity-heatmaps", cells[heat_columns + ["pmem mass on own component"]], params)
+publish(fig, "fig-softmax-sparsity-heatmaps", cells[heat_columns + ["pmem mass on own component"]], params)
 
 rep = cells[cells["t"] == float(t_rep)].set_index("d")
 
@@ -469,18 +469,18 @@ glue("pmem_own_dmax", float(rep.loc[dims[-1], "pmem mass on own component"]), di
 glue("pmem_own_dmin", float(rep.loc[dims[0], "pmem mass on own component"]), display=False)
 
 # %% [markdown]
-# ```{glue:figure} fig-softmax_sparsity-heatmaps
-# :name: fig-softmax_sparsity-heatmaps
+# ```{glue:figure} fig-softmax-sparsity-heatmaps
+# :name: fig-softmax-sparsity-heatmaps
 #
 # Sparsity of the three denoisers' softmax over time $t$ (columns of cells: the 26 grid times)
 # and dimension $d$ (rows: the sweep). Top: mean weight of the largest entry; bottom: mean
 # effective number of entries. Dashed white: the predicted edge, where the predicted runner-up
 # gap equals $\log(2(n-1))$, i.e. where Lemma D.1's bound at the predicted gap reaches 1; dotted
 # grey: the representative time. Files:
-# {download}`PNG <figures/fig-softmax_sparsity-heatmaps.png>`,
-# {download}`SVG <figures/fig-softmax_sparsity-heatmaps.svg>`,
-# {download}`data <figures/fig-softmax_sparsity-heatmaps.csv>`,
-# {download}`provenance <figures/fig-softmax_sparsity-heatmaps.json>`.
+# {download}`PNG <figures/fig-softmax-sparsity-heatmaps.png>`,
+# {download}`SVG <figures/fig-softmax-sparsity-heatmaps.svg>`,
+# {download}`data <figures/fig-softmax-sparsity-heatmaps.csv>`,
+# {download}`provenance <figures/fig-softmax-sparsity-heatmaps.json>`.
 # ```
 #
 # The softmax is one-hot over most of the $(d, t)$ plane; it is dense at large $t$ (low
@@ -530,7 +530,7 @@ for ax, (key, moments, m_line, title) in zip(axes, [
     ax.set_title(title)
 axes[0].set_ylabel("gap / leading order (typical competitor)")
 axes[0].legend(fontsize=8, title="x: predicted (this draw); line: typical m", title_fontsize=8)
-publish(fig, "fig-softmax_sparsity-gaps", pd.DataFrame(gap_rows), params)
+publish(fig, "fig-softmax-sparsity-gaps", pd.DataFrame(gap_rows), params)
 
 for key in ("ideal", "mem"):
     error = (rep[f"{key} gap predicted"] / rep[f"{key} gap"] - 1).abs()
@@ -541,17 +541,17 @@ for key in ("ideal", "mem"):
 glue("half_tolerance", tolerance / 2, display=False)
 
 # %% [markdown]
-# ```{glue:figure} fig-softmax_sparsity-gaps
-# :name: fig-softmax_sparsity-gaps
+# ```{glue:figure} fig-softmax-sparsity-gaps
+# :name: fig-softmax-sparsity-gaps
 #
 # The measured mean gap between the top logit and the runner-up (dots), divided by the
 # leading-order gap to a typical competitor ($\tilde\psi_t r^2$ and $\psi_t d\sigma_*^2$), at three
 # grid times, with the predicted runner-up gap for this draw's component sizes (crosses) and for
 # typical sizes (lines). Files:
-# {download}`PNG <figures/fig-softmax_sparsity-gaps.png>`,
-# {download}`SVG <figures/fig-softmax_sparsity-gaps.svg>`,
-# {download}`data <figures/fig-softmax_sparsity-gaps.csv>`,
-# {download}`provenance <figures/fig-softmax_sparsity-gaps.json>`.
+# {download}`PNG <figures/fig-softmax-sparsity-gaps.png>`,
+# {download}`SVG <figures/fig-softmax-sparsity-gaps.svg>`,
+# {download}`data <figures/fig-softmax-sparsity-gaps.csv>`,
+# {download}`provenance <figures/fig-softmax-sparsity-gaps.json>`.
 # ```
 #
 # The leading order overestimates the runner-up gap: the runner-up is the best of many
@@ -589,7 +589,7 @@ for ax, (key, label) in zip(axes, names.items()):
     ax.set_xlabel("time t")
 axes[0].set_ylabel("dimension d")
 fig.colorbar(mesh, ax=axes, label=r"log$_{10}$ E||nominal - exact||$^2$ / (d $\sigma_*^2$)")
-publish(fig, "fig-softmax_sparsity-nominal", cells[["d", "t"] + [f"{k} nominal discrepancy" for k in names]],
+publish(fig, "fig-softmax-sparsity-nominal", cells[["d", "t"] + [f"{k} nominal discrepancy" for k in names]],
         {**params, "floor": floor})
 for key in names:
     glue(f"{key}_nominal_ok_from", first_from(rep[f"{key} nominal discrepancy"] <= tolerance**2), display=False)
@@ -597,17 +597,17 @@ for key in names:
 glue("tolerance_squared", tolerance**2, display=False)
 
 # %% [markdown]
-# ```{glue:figure} fig-softmax_sparsity-nominal
-# :name: fig-softmax_sparsity-nominal
+# ```{glue:figure} fig-softmax-sparsity-nominal
+# :name: fig-softmax-sparsity-nominal
 #
 # Mean squared distance between the nominal (nearest-neighbour) and the exact denoiser, in units
 # of $d\sigma_*^2$, over $(t, d)$ (floored at $10^{-16}$); the white line is the level
 # {glue:text}`tolerance_squared:.2g`, an RMS error of {glue:text}`tolerance:.0%` of $\sigma_*$ per
 # coordinate. Files:
-# {download}`PNG <figures/fig-softmax_sparsity-nominal.png>`,
-# {download}`SVG <figures/fig-softmax_sparsity-nominal.svg>`,
-# {download}`data <figures/fig-softmax_sparsity-nominal.csv>`,
-# {download}`provenance <figures/fig-softmax_sparsity-nominal.json>`.
+# {download}`PNG <figures/fig-softmax-sparsity-nominal.png>`,
+# {download}`SVG <figures/fig-softmax-sparsity-nominal.svg>`,
+# {download}`data <figures/fig-softmax-sparsity-nominal.csv>`,
+# {download}`provenance <figures/fig-softmax-sparsity-nominal.json>`.
 # ```
 #
 # The picture follows the sparsity maps: wherever the softmax is one-hot the nominal denoiser
@@ -662,24 +662,24 @@ axes[1].contour(T_grid, D_grid, np.abs(c_grid - 1), levels=[tolerance], colors="
 for ax in axes:
     ax.set_xlabel("time t")
 axes[0].set_ylabel("dimension d")
-publish(fig, "fig-softmax_sparsity-approximations",
+publish(fig, "fig-softmax-sparsity-approximations",
         cells[["d", "t", "psi", "excess ideal", "Theorem 3.1", "relative error 3.1", "se 3.1", "excess pmem", "C",
                "se C", "C predicted", "relative error 3.2, C=2", "relative error 3.2, C=1"]],
         {**params, "M": M})
 
 # %% [markdown]
-# ```{glue:figure} fig-softmax_sparsity-approximations
-# :name: fig-softmax_sparsity-approximations
+# ```{glue:figure} fig-softmax-sparsity-approximations
+# :name: fig-softmax-sparsity-approximations
 #
 # Left: relative error of Theorem 3.1 over $(t, d)$; the black line bounds the region where it is
 # within {glue:text}`tolerance:.0%`. Right: the measured constant $\hat C$ of Theorem 3.2
 # ($M$ = {glue:text}`M` of $N$ = {glue:text}`N`); above the white line $\hat C$ is at least
 # {glue:text}`c_level:.2f`, i.e. the paper's $C = 2$ is within {glue:text}`tolerance:.0%`; inside
 # the dashed orange line the code's $C = 1$ is. Files:
-# {download}`PNG <figures/fig-softmax_sparsity-approximations.png>`,
-# {download}`SVG <figures/fig-softmax_sparsity-approximations.svg>`,
-# {download}`data <figures/fig-softmax_sparsity-approximations.csv>`,
-# {download}`provenance <figures/fig-softmax_sparsity-approximations.json>`.
+# {download}`PNG <figures/fig-softmax-sparsity-approximations.png>`,
+# {download}`SVG <figures/fig-softmax-sparsity-approximations.svg>`,
+# {download}`data <figures/fig-softmax-sparsity-approximations.csv>`,
+# {download}`provenance <figures/fig-softmax-sparsity-approximations.json>`.
 # ```
 
 # %% [markdown]
@@ -728,7 +728,7 @@ ax.set_ylim(0, 2.2)
 ax.set_xlabel("dimension d")
 ax.set_ylabel(f"C of Theorem 3.2 at t = {float(t_rep):.3f}")
 ax.legend(fontsize=8, loc="lower right")
-publish(fig, "fig-softmax_sparsity-measured-c", draws, {**params, "M": M, "t": float(t_rep), "m_line": m_held})
+publish(fig, "fig-softmax-sparsity-measured-c", draws, {**params, "M": M, "t": float(t_rep), "m_line": m_held})
 
 # %%
 # the representative-time verdicts, and the dimension at which the nearest-neighbour C reaches 2 (1 - tolerance)
@@ -785,17 +785,17 @@ glue("t32_dmax", float(validity.loc[dims[-1], "Theorem 3.2, C = 2, holds for t <
 validity.round(3)
 
 # %% [markdown]
-# ```{glue:figure} fig-softmax_sparsity-measured-c
-# :name: fig-softmax_sparsity-measured-c
+# ```{glue:figure} fig-softmax-sparsity-measured-c
+# :name: fig-softmax-sparsity-measured-c
 #
 # The measured constant $\hat C$ of Theorem 3.2 at the representative time against $d$
 # ($M$ = {glue:text}`M`, $N$ = {glue:text}`N`), for each of {glue:text}`n_draws` data draws (dots)
 # and their mean, with the nearest-neighbour prediction averaged over the same draws (crosses)
 # and for {glue:text}`m_held` memorized points per component (line). Files:
-# {download}`PNG <figures/fig-softmax_sparsity-measured-c.png>`,
-# {download}`SVG <figures/fig-softmax_sparsity-measured-c.svg>`,
-# {download}`data <figures/fig-softmax_sparsity-measured-c.csv>`,
-# {download}`provenance <figures/fig-softmax_sparsity-measured-c.json>`.
+# {download}`PNG <figures/fig-softmax-sparsity-measured-c.png>`,
+# {download}`SVG <figures/fig-softmax-sparsity-measured-c.svg>`,
+# {download}`data <figures/fig-softmax-sparsity-measured-c.csv>`,
+# {download}`provenance <figures/fig-softmax-sparsity-measured-c.json>`.
 # ```
 #
 # **Theorem 3.1** needs both the ideal and the memorizing softmax to be one-hot. At the

@@ -278,6 +278,35 @@ def test_variant_page_runs_its_chapter_retitled_with_its_parameters_and_figure_n
     assert (paths.chapters / "figures" / "fig-big-out.txt").read_text() == "14.0"
 
 
+def test_variant_of_a_chapter_with_underscores_renames_its_hyphenated_figure_ids():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Things\n\nSee fig-my-chap-out."),
+                                         nbformat.v4.new_code_cell('publish(fig, "fig-my-chap-out", data, {})')])
+    nb = book.as_variant(nb, "my_chap", "my_chap_paper", "Big things")
+    assert nb.cells[0].source == "# Big things\n\nSee fig-my-chap-paper-out."
+    assert nb.cells[1].source == 'publish(fig, "fig-my-chap-paper-out", data, {})'
+
+
+def test_figure_is_saved_with_its_data_and_provenance_under_an_id_that_is_its_html_anchor(tmp_path):
+    import pandas as pd
+    from matplotlib import pyplot as plt
+
+    from memlab.figures import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    data = pd.DataFrame({"x": [0, 1], "y": [1, 0]})
+    with pytest.raises(ValueError, match="'fig-phase_transition-losses' must look like .* no '_'"):
+        save_figure(fig, "fig-phase_transition-losses", data, {"seed": 0}, tmp_path)
+    paths = save_figure(fig, "fig-phase-transition-losses", data, {"seed": 0}, tmp_path)
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"fig-phase-transition-losses.{ext}"
+                                                          for ext in ("csv", "json", "png", "svg")]
+    record = json.loads(paths["json"].read_text())
+    assert record["params"] == {"seed": 0} and record["id"] == "fig-phase-transition-losses"
+    assert "git_commit" in record and record["packages"]["torch"]
+    assert pd.read_csv(paths["csv"]).equals(data)
+
+
 @pytest.mark.parametrize("text, message", [
     ("chapter: chap\nparameters: {n: 6}\n", "exactly chapter .*, title .* and parameters"),
     ("chapter: nope\ntitle: T\nparameters: {}\n", "chapter 'nope' has no source"),
