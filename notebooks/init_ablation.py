@@ -43,10 +43,11 @@ from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: tqdm prints text bars
 
+from memlab.denoisers import ideal
 from memlab.experiments import ablation, cores, get_profile, model_spec, train_models
 from memlab.figures import publish, use_style
 from memlab.loss import loss_per_time
-from memlab.schedule import time_grid
+from memlab.schedule import REPRESENTATIVE_INDEX, time_grid
 from memlab.store import make_key
 from memlab.sweep import profile_store
 from memlab.train import INITS, init_state
@@ -74,7 +75,7 @@ glue("N", N, display=False)
 glue("seed", seed, display=False)
 
 # %% [markdown]
-# Profile **{glue:md}`profile`** ($N$ = {glue:text}`N`), capacities $M$ = {glue:md}`Ms_text`:
+# Profile **{glue:md}`profile:myst`** ($N$ = {glue:text}`N`), capacities $M$ = {glue:md}`Ms_text:myst`:
 # {glue:text}`n_starts` starts, {glue:text}`n_models` models, trained on the same noise (one
 # batch of them per core). Models already in the results store are reused (the paper's start
 # at capacities of the phase-transition chapter's grid is that chapter's model).
@@ -99,6 +100,7 @@ for (variant, M), record, curve, loss0 in zip(models, records, curves, initial.t
     init, var = variant.protocol.init, variant.protocol.init_var
     rows.append({"init": init, "init var": var, "start": label(init, var), "M": M, "M/N": M / N,
                  "initial loss": loss0, "final loss": float(np.mean(curve[-10:])),
+                 "held-out loss": record["test_loss"][REPRESENTATIVE_INDEX],
                  "memorization": record["memorization"], "lo": record["memorization_lo"],
                  "hi": record["memorization_hi"], "learned var": record["var"],
                  "dist to train": float(np.median(record["dist_train"])),
@@ -109,6 +111,10 @@ paper_start = table[is_paper].set_index("M")
 for column, name in (("initial loss", "initial ratio"), ("final loss", "final ratio")):
     table[name] = table[column] / table["M"].map(paper_start[column])
 table["memorization difference"] = table["memorization"] - table["M"].map(paper_start["memorization"])
+# the ideal denoiser's held-out loss at the representative time, which a generalizing model reaches
+ideal_test = float(loss_per_time(ideal(problem), problem.test, time_grid(), prof.evaluation.n_noise,
+                                 torch.Generator().manual_seed(seed + 2))[0, :, REPRESENTATIVE_INDEX].mean())
+table["held-out / ideal"] = table["held-out loss"] / ideal_test
 random_starts = table[table.init != "pmem"]
 glue("parameters_text", Markdown(
     f"The random starts end with a learned variance of {random_starts['learned var'].median():.3g} and their means "
@@ -120,9 +126,10 @@ table.drop(columns=["start", "lo", "hi"]).set_index(["init", "init var", "M"])
 
 # %% [markdown]
 # The table: each model's training loss at step 0 and over its last 1,000 steps (and both as
-# ratios to the paper's start at the same $M$), its memorization ratio and the difference from
-# the paper's start, its learned variance, and the median distance of its means to the nearest
-# training point and to the nearest true component mean. {glue:md}`parameters_text`
+# ratios to the paper's start at the same $M$), its held-out loss at the representative time
+# (x0 units, and as a ratio to the ideal denoiser's), its memorization ratio and the difference
+# from the paper's start, its learned variance, and the median distance of its means to the
+# nearest training point and to the nearest true component mean. {glue:md}`parameters_text:myst`
 #
 # ## Loss curves
 #
@@ -157,10 +164,10 @@ publish(fig, "fig-init-ablation-loss-curves", pd.DataFrame(curve_rows), params)
 #
 # Training loss against step for each start (mean over 1,000 steps; colour: where the means
 # start; line style: the initial variance), one panel per capacity; the data file has every
-# logged value. Profile {glue:md}`profile`, seed {glue:text}`seed`.
+# logged value. Profile {glue:md}`profile:myst`, seed {glue:text}`seed`.
 # ```
 #
-# {glue:md}`curves_text`
+# {glue:md}`curves_text:myst`
 
 # %%
 from_points = table[(table.init == "pmem") & ~is_paper]
@@ -202,8 +209,16 @@ glue("memorization_text", Markdown(
     + f"The random starts reach a memorization ratio of at most {random_max:.2f} at these capacities, where the "
       f"paper's start reaches {paper_max:.2f}; the 95% intervals of {len(apart)} of the {len(others)} other models "
       f"lie apart from the paper's start's at the same capacity. "
-    + ("From a random start no model memorizes here: where the transition happens depends on starting from "
-       "training points." if random_max < 0.5 <= paper_max else
+    + ("From a random start no model memorizes here. "
+       + (f"Nor does one generalize: a generalizing model would reach the ideal denoiser's held-out loss at the "
+          f"representative time, and theirs are {random_starts['held-out / ideal'].min():.2f} to "
+          f"{random_starts['held-out / ideal'].max():.2f} times it. Within the protocol's steps a random start "
+          "reaches neither regime, so these runs do not say where its transition would be."
+          if random_starts["held-out / ideal"].min() > 1.1 else
+          f"Their held-out loss at the representative time is {random_starts['held-out / ideal'].min():.2f} to "
+          f"{random_starts['held-out / ideal'].max():.2f} times the ideal denoiser's: they generalize where the "
+          "paper's start memorizes, so the start moves the transition.")
+       if random_max < 0.5 <= paper_max else
        "The start does not decide whether these capacities memorize." if apart.empty else "")), display=False)
 
 # %% [markdown]
@@ -212,10 +227,10 @@ glue("memorization_text", Markdown(
 #
 # Memorization ratio of the trained models against capacity, by start (colour: where the
 # means start; filled circles: the paper's initial variance, open squares: another). Profile
-# {glue:md}`profile`, seed {glue:text}`seed`.
+# {glue:md}`profile:myst`, seed {glue:text}`seed`.
 # ```
 #
-# {glue:md}`memorization_text`
+# {glue:md}`memorization_text:myst`
 #
 # Downloads: {download}`PNG <figures/fig-init-ablation-memorization.png>`,
 # {download}`SVG <figures/fig-init-ablation-memorization.svg>`,

@@ -84,7 +84,7 @@ for name, value in {"N": N, "d": d, "K": K, "seed": seed, "n_separations": len(s
     glue(name, value, display=False)
 
 # %% [markdown]
-# Profile **{glue:md}`profile`**: $N$ = {glue:text}`N` training points in dimension $d$ =
+# Profile **{glue:md}`profile:myst`**: $N$ = {glue:text}`N` training points in dimension $d$ =
 # {glue:text}`d` from $K$ = {glue:text}`K` components, seed {glue:text}`seed`, at
 # {glue:text}`n_separations` radii $r = c\sqrt d$ of the true means. Each radius draws its data
 # from the same random numbers, so only the distances between the means change.
@@ -167,14 +167,14 @@ glue("sparsity_text", Markdown(
 # :name: fig-overlapping-modes-sparsity
 #
 # Mean top softmax weight against time for each radius $c\sqrt d$ of the true means (dotted:
-# the representative time $t$ = {glue:text}`t_rep:.3f`). Profile {glue:md}`profile`, seed
+# the representative time $t$ = {glue:text}`t_rep:.3f`). Profile {glue:md}`profile:myst`, seed
 # {glue:text}`seed`. Files: {download}`PNG <figures/fig-overlapping-modes-sparsity.png>`,
 # {download}`SVG <figures/fig-overlapping-modes-sparsity.svg>`,
 # {download}`data <figures/fig-overlapping-modes-sparsity.csv>`,
 # {download}`provenance <figures/fig-overlapping-modes-sparsity.json>`.
 # ```
 #
-# {glue:md}`sparsity_text`
+# {glue:md}`sparsity_text:myst`
 #
 # ## The loss approximations
 #
@@ -243,14 +243,14 @@ approximations
 #
 # Left: the measured generalizing excess over Theorem 3.1's approximation, against time, for
 # each radius. Right: the measured constant $C$ of Theorem 3.2 against the radius. Profile
-# {glue:md}`profile`, seed {glue:text}`seed`. Files:
+# {glue:md}`profile:myst`, seed {glue:text}`seed`. Files:
 # {download}`PNG <figures/fig-overlapping-modes-approximations.png>`,
 # {download}`SVG <figures/fig-overlapping-modes-approximations.svg>`,
 # {download}`data <figures/fig-overlapping-modes-approximations.csv>`,
 # {download}`provenance <figures/fig-overlapping-modes-approximations.json>`.
 # ```
 #
-# {glue:md}`approximations_text`
+# {glue:md}`approximations_text:myst`
 #
 # The table also gives the hypothesis's crossover at each radius (the first $M/N$ where the
 # weighted training loss of $\mathrm{pmem}_M$ drops below the ideal denoiser's, under the
@@ -258,8 +258,8 @@ approximations
 #
 # ## Where and how sharply the transition happens
 #
-# Trained models at every radius, with the protocol of profile {glue:md}`profile`:
-# {glue:md}`grid_text` (the models at $c$ = 1 are the phase-transition chapter's).
+# Trained models at every radius, with the protocol of profile {glue:md}`profile:myst`:
+# {glue:md}`grid_text:myst` (the models at $c$ = 1 are the phase-transition chapter's).
 
 # %%
 store = profile_store(prof.name)
@@ -274,8 +274,9 @@ refined = all(run["refined"] for run in runs.values())
 glue("grid_text", Markdown(
     "the two-stage capacity grid of the phase-transition chapter" if refined else
     f"the coarse grid $M = N/10, \\dots, N$ of the phase-transition chapter, without its refinement (half the "
-    f"training; `-p refine True` adds it), so $M_{{pt}}$ is known to within $N/10$ = {N / 10:g} and the "
-    f"capacities where the ratio crosses 0.1, 0.5 and 0.9 are interpolated between grid points"), display=False)
+    f"training; `-p refine True` adds it), so $M_{{pt}}$ is known to within $N/10$ = {N / 10:g} (at $c$ = 1 it "
+    f"can lie above the phase-transition chapter's, which is refined) and the capacities where the ratio "
+    f"crosses 0.1, 0.5 and 0.9 are interpolated between grid points"), display=False)
 model_rows, transition_rows = [], []
 for c, run in runs.items():
     model_rows += [{"c": c, "M": r["M"], "M/N": r["M"] / N, "memorization": r["memorization"],
@@ -351,11 +352,11 @@ transitions
 # Left: memorization ratio of the trained models against capacity, one curve per radius of the
 # true means. Right: the capacity where the ratio reaches 1/2 and the range where it climbs from
 # 0.1 to 0.9 (interpolated between trained capacities), and $M_{pt}/N$, against the radius, with
-# the hypothesis's crossover under two weightings. Profile {glue:md}`profile`, seed
+# the hypothesis's crossover under two weightings. Profile {glue:md}`profile:myst`, seed
 # {glue:text}`seed`. Files: {download}`PNG <figures/fig-overlapping-modes-transition.png>`,
 # {download}`SVG <figures/fig-overlapping-modes-transition.svg>`,
 # {download}`data <figures/fig-overlapping-modes-transition.csv>`,
 # {download}`provenance <figures/fig-overlapping-modes-transition.json>`.
 # ```
 #
-# {glue:md}`transition_text` {glue:md}`missing_text`
+# {glue:md}`transition_text:myst` {glue:md}`missing_text:myst`

@@ -18,9 +18,9 @@
 # samples are new points of the data distribution) to memorizing (their samples are
 # training points). This chapter trains them, with the paper's protocol or a cheaper one
 # (a *profile*), and measures where the switch happens. The book has it twice: with the
-# cheap `ci` profile, trained from scratch by every build (the {doc}`profiles` appendix
+# cheap `ci` profile, trained from scratch by every build (the {doc}`appendix on profiles <profiles>`
 # compares it with the paper's protocol), and with the paper's own profile, read from the
-# results store ({doc}`phase_transition_paper`).
+# results store ({doc}`the same chapter at the paper's scale <phase_transition_paper>`).
 
 # %% tags=["parameters"]
 profile: str = "ci"  # which profile to show: ci (computed here in minutes) or paper (from stored results)
@@ -63,7 +63,7 @@ for name, value in {"N": N, "d": setting.d, "K": setting.K, "steps": protocol.st
     glue(name, value, display=False)
 
 # %% [markdown]
-# This page shows the **{glue:md}`profile`** profile: $N$ = {glue:text}`N` training samples of
+# This page shows the **{glue:md}`profile:myst`** profile: $N$ = {glue:text}`N` training samples of
 # a $K$ = {glue:text}`K` component mixture in dimension $d$ = {glue:text}`d`, trained for
 # {glue:text}`steps` steps with {glue:text}`n_dup` noise draws per sample and a peak learning
 # rate of {glue:text}`peak_lr`. Every figure's provenance file names the profile. The
@@ -78,7 +78,7 @@ pd.DataFrame({"this profile": protocol.to_dict(), "paper": paper_protocol}).asty
 # the transition band is located on it (from the last $M$ with memorization ratio below 0.1
 # to the first at or above 0.9), and {glue:text}`refine` more capacities refine the band. Trained
 # models come from the results store when their key (data, protocol, seed, code version)
-# matches, and are trained otherwise. {glue:md}`missing_seeds_text`
+# matches, and are trained otherwise. {glue:md}`missing_seeds_text:myst`
 
 # %%
 store = profile_store(prof.name)
@@ -120,14 +120,20 @@ for run in runs:
 models = pd.DataFrame(rows)
 m_pt = {run["seed"]: run["M_pt"] for run in runs}
 ratios_pt = [m / N for m in m_pt.values() if m is not None]
-glue("n_models", len(models), display=False)
-glue("n_seeds", len(seeds), display=False)
-glue("mpt_mean", float(np.mean(ratios_pt)) if ratios_pt else float("nan"), display=False)
-glue("mpt_min", float(min(ratios_pt)) if ratios_pt else float("nan"), display=False)
-glue("mpt_max", float(max(ratios_pt)) if ratios_pt else float("nan"), display=False)
-glue("grid_note", Markdown("every seed's on its two-stage grid" if not coarse_only else
-                           f"seed{'s' * (len(coarse_only) > 1)} {', '.join(map(str, coarse_only))} on the coarse "
-                           f"grid alone, so to within $N/10$ = {N // 10}"), display=False)
+glue("models_text", Markdown(f"{len(models)} models over {len(seeds)} seed{'s' * (len(seeds) > 1)}"),
+     display=False)
+grid_note = ("on its two-stage grid" if not coarse_only else
+             f"seed{'s' * (len(coarse_only) > 1)} {', '.join(map(str, coarse_only))} on the coarse grid alone, "
+             f"so to within $N/10$ = {N // 10}")
+if not ratios_pt:
+    mpt_text = "No seed memorizes at any capacity of its grid, so there is no $M_{pt}$."
+elif len(ratios_pt) == 1:
+    mpt_text = f"$M_{{pt}}/N$ = {ratios_pt[0]:.3f} (one seed, {grid_note})."
+else:
+    mpt_text = (f"$M_{{pt}}/N$ = {np.mean(ratios_pt):.3f} on average over the {len(ratios_pt)} seeds "
+                f"(from {min(ratios_pt):.3f} to {max(ratios_pt):.3f}; "
+                f"{'each ' + grid_note if not coarse_only else grid_note}).")
+glue("mpt_text", Markdown(mpt_text), display=False)
 pd.DataFrame({"seed": list(m_pt), "M_pt": list(m_pt.values()),
               "M_pt / N": [m / N if m is not None else None for m in m_pt.values()],
               "band": [run["band"] for run in runs],
@@ -153,26 +159,28 @@ publish(fig, "fig-phase-transition-memorization", models, params)
 #
 # Memorization ratio of the trained models against capacity (each point: DDIM samples of one
 # model, with its 95% Wilson interval; shaded: each seed's transition band). Profile
-# {glue:md}`profile`, {glue:text}`n_models` models over {glue:text}`n_seeds` seeds.
+# {glue:md}`profile:myst`, {glue:md}`models_text:myst`.
 # Files: {download}`PNG <figures/fig-phase-transition-memorization.png>`,
 # {download}`SVG <figures/fig-phase-transition-memorization.svg>`,
 # {download}`data <figures/fig-phase-transition-memorization.csv>`,
 # {download}`provenance <figures/fig-phase-transition-memorization.json>`.
 # ```
 #
-# The first capacity that memorizes (ratio at least 1/2) is at $M_{pt}/N$ =
-# {glue:text}`mpt_mean:.2f` on average over the seeds (from {glue:text}`mpt_min:.2f` to
-# {glue:text}`mpt_max:.2f`; {glue:md}`grid_note`). The paper reports about 0.8 for its main setting.
+# The first capacity that memorizes (ratio at least 1/2) is at {glue:md}`mpt_text:myst` The
+# paper reports about 0.8 for its main setting.
 
 # %% [markdown]
 # ## Losses: the hypothesis behind the transition
 #
-# The paper explains the transition by the training loss: a trained model of capacity $M$
-# can at best reach the loss of the partially memorizing denoiser $\mathrm{pmem}_M$ (the
-# empirical denoiser of $M$ training points) or that of the ideal, generalizing denoiser,
-# and it memorizes once the former is lower. Below, the trained models' training and
-# held-out losses at the representative time, against Monte Carlo losses of $\mathrm{pmem}_M$,
-# the ideal and the memorizing denoisers on the same data and noise (first seed).
+# The paper explains the transition by the training loss of two reference denoisers that a
+# model of capacity $M$ can represent: the partially memorizing denoiser $\mathrm{pmem}_M$ (the
+# empirical denoiser of $M$ training points) and the ideal, generalizing denoiser. Its
+# hypothesis is that training ends near the one with the lower training loss, so that models
+# memorize once $\mathrm{pmem}_M$'s is lower. The references are not bounds on what training
+# reaches: a trained model fits its own means and variance to the training points. Below, the
+# trained models' training and held-out losses at the representative time, against Monte
+# Carlo losses of $\mathrm{pmem}_M$, the ideal and the memorizing denoisers on the same data
+# and noise (first seed).
 
 # %%
 seed0 = seeds[0]
@@ -217,8 +225,22 @@ ax2.legend()
 publish(fig, "fig-phase-transition-losses", losses, {**params, "seed": seed0, "t": float(t_rep)})
 gap = losses["pmem, train"] - losses["ideal, train"]
 below = np.flatnonzero(gap.to_numpy() <= 0)
-glue("cross_pmem", float(losses["M/N"][below[0]]) if len(below) else float("nan"), display=False)
-glue("mpt_seed0", m_pt[seed0] / N if m_pt[seed0] is not None else float("nan"), display=False)
+cross = float(losses["M/N"][below[0]]) if len(below) else None
+mpt0 = m_pt[seed0] / N if m_pt[seed0] is not None else None
+under = losses["trained, train"] < np.minimum(losses["pmem, train"], losses["ideal, train"])
+cross_text = (
+    (f"the partially memorizing denoiser's training loss first falls to the ideal denoiser's at $M/N$ = {cross:.3f}"
+     if cross is not None else "the partially memorizing denoiser's training loss stays above the ideal "
+     "denoiser's at every capacity of the grid")
+    + (f", and the trained models first memorize at $M/N$ = {mpt0:.3f}" if mpt0 is not None else
+       ", and no trained model memorizes") + ".")
+if cross is not None and mpt0 is not None:
+    cross_text += (" At this one time the two agree." if cross == mpt0 else
+                   f" At this one time the losses cross {'later' if cross > mpt0 else 'earlier'} than the models "
+                   f"switch, by {abs(cross - mpt0):.3f} in $M/N$.")
+cross_text += (f" The trained models' own training loss is below both references at {int(under.sum())} of "
+               f"{len(under)} capacities.")
+glue("cross_text", Markdown(cross_text), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig-phase-transition-losses
@@ -226,16 +248,16 @@ glue("mpt_seed0", m_pt[seed0] / N if m_pt[seed0] is not None else float("nan"), 
 #
 # Training (left) and held-out (right) loss at the representative time of the trained
 # models, of the partially memorizing denoisers with the same capacities, and of the ideal
-# and memorizing denoisers; first seed, profile {glue:md}`profile`.
+# and memorizing denoisers; first seed, profile {glue:md}`profile:myst`.
 # Files: {download}`PNG <figures/fig-phase-transition-losses.png>`,
 # {download}`SVG <figures/fig-phase-transition-losses.svg>`,
 # {download}`data <figures/fig-phase-transition-losses.csv>`,
 # {download}`provenance <figures/fig-phase-transition-losses.json>`.
 # ```
 #
-# On the first seed, the partially memorizing denoiser's training loss first falls to the
-# ideal denoiser's at $M/N$ = {glue:text}`cross_pmem:.2f` (on this grid), and the trained models
-# first memorize at $M/N$ = {glue:text}`mpt_seed0:.2f`.
+# On the first seed (on this grid), {glue:md}`cross_text:myst` A single time is not the
+# paper's test: its prediction weighs the losses of all grid times, and
+# {doc}`the linear-scaling chapter <linear_scaling>` tests it.
 #
 # ## What the learned parameters look like (the paper's Figure 6)
 
@@ -257,6 +279,19 @@ ax2.set_xlabel("capacity M/N")
 ax2.set_ylabel("median distance of a learned mean")
 ax2.legend(fontsize=7)
 publish(fig, "fig-phase-transition-parameters", models, params)
+regimes = models.assign(memorizes=models["memorization"] >= 0.5).groupby("memorizes")[["var", "dist to train"]].median()
+
+
+def regime_text(memorizes: bool, name: str) -> str:
+    if memorizes not in regimes.index:
+        return f"no model {name}"
+    row = regimes.loc[memorizes]
+    return (f"the models that {name} have a median learned variance of {row['var']:.2g}, and their means lie a "
+            f"median {row['dist to train']:.2g} from the nearest training point")
+
+
+glue("regimes_text", Markdown(f"Of the models shown, {regime_text(True, 'memorize (ratio at least 1/2)')}; "
+                              f"{regime_text(False, 'do not')}."), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig-phase-transition-parameters
@@ -264,8 +299,7 @@ publish(fig, "fig-phase-transition-parameters", models, params)
 #
 # Left: the learned variance against capacity (dotted: the data's component variance).
 # Right: median distance of the learned means to the nearest training point (solid) and to
-# the nearest true mean (dashed). Memorizing models keep their means on training points with
-# a small variance; generalizing ones move their means and widen their variance.
+# the nearest true mean (dashed). {glue:md}`regimes_text:myst`
 # Files: {download}`PNG <figures/fig-phase-transition-parameters.png>`,
 # {download}`SVG <figures/fig-phase-transition-parameters.svg>`,
 # {download}`data <figures/fig-phase-transition-parameters.csv>`,
@@ -287,14 +321,16 @@ ax.set_xlabel("capacity M/N")
 ax.set_ylabel("memorization ratio")
 ax.legend()
 publish(fig, "fig-phase-transition-seed-band", band, params)
-glue("seed_band_width", float((band["max"] - band["min"]).max()), display=False)
+glue("seed_band_text", Markdown(
+    f"The widest spread is {float((band['max'] - band['min']).max()):.2f}." if len(seeds) > 1 else
+    "Only one seed is shown, so there is no spread yet; the band is that seed's curve."), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig-phase-transition-seed-band
 # :name: fig-phase-transition-seed-band
 #
 # The memorization ratio over seeds on the capacities all seeds trained: mean and the range
-# from the lowest to the highest seed. The widest spread is {glue:text}`seed_band_width:.2f`.
+# from the lowest to the highest seed. {glue:md}`seed_band_text:myst`
 # Files: {download}`PNG <figures/fig-phase-transition-seed-band.png>`,
 # {download}`SVG <figures/fig-phase-transition-seed-band.svg>`,
 # {download}`data <figures/fig-phase-transition-seed-band.csv>`,

@@ -821,7 +821,7 @@ validity.round(3)
 # measured $\hat C$ to within {glue:text}`c_pred_error:.3f`. At $d$ = {glue:text}`d_max` the
 # approximation with $C = 2$ holds at every grid time up to $t$ = {glue:text}`t32_dmax:.3f`. The
 # released code's $C = 1$ is within {glue:text}`tolerance:.0%` at the representative time only at
-# $d$ = {glue:md}`c1_dims`, where $\hat C$ passes through 1 on its way up.
+# $d$ = {glue:md}`c1_dims:myst`, where $\hat C$ passes through 1 on its way up.
 #
 # The measurement also revises the paper's explanation of $C$ at moderate $d$. The paper reads
 # $C$ between 1 and 2 as the softmax spreading over several memorized points ($C \to 1$) or one
