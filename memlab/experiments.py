@@ -104,13 +104,16 @@ class Sweep:
                 "runs": [{"setting": asdict(s), "seeds": list(seeds)} for s, seeds in self.runs]}
 
 
+PAPER_GRID: dict[str, tuple[int, ...]] = {"N": (50, 100, 150, 200), "d": (30, 40, 50, 60), "K": (3, 6, 9, 12)}
+"""The paper's sweep (its Figure 3): every (N, d, K) of this grid, 4 x 4 x 4 = 64 settings."""
+
 SWEEPS: dict[str, Sweep] = {
     # The paper's 64 settings with its 2 seeds, and N up to 400 at its main d and K with 3 seeds.
     # A run trains in this order (on a CPU: hours per run at N >= 100), so the paper's main d and K
     # come first: their line M_pt(N) is the chapter's headline, and its N = 200 runs are the paper profile's.
     "paper": Sweep("paper", PROFILES["paper"], tuple(
-        [(Setting(N, 50, 12), (0, 1)) for N in (50, 100, 150, 200)]
-        + [(Setting(N, d, K), (0, 1)) for N in (50, 100, 150, 200) for d in (30, 40, 50, 60) for K in (3, 6, 9, 12)
+        [(Setting(N, 50, 12), (0, 1)) for N in PAPER_GRID["N"]]
+        + [(Setting(N, d, K), (0, 1)) for N in PAPER_GRID["N"] for d in PAPER_GRID["d"] for K in PAPER_GRID["K"]
            if (d, K) != (50, 12)]
         + [(Setting(N, 50, 12), (0, 1, 2)) for N in (300, 400)])),
     # The ci profile's setting at four sample sizes (N = 50 is the phase-transition chapter's, with

@@ -28,8 +28,14 @@ from memlab.loss import loss_per_time
 from memlab.schedule import psi, time_grid
 
 
-def capacity_grid(N: int, n: int = 50) -> list[int]:
-    """M = N/n, 2N/n, ..., N (rounded, distinct): where the hypothesis looks for its crossing."""
+CAPACITY_STEPS = 50
+"""Steps of the hypothesis's capacity grid: M = N/50, 2N/50, ..., N (our choice; fewer distinct M when N < 50)."""
+
+
+def capacity_grid(N: int, n: int = CAPACITY_STEPS) -> list[int]:
+    """M = N/n, 2N/n, ..., N (rounded, distinct): where the hypothesis looks for its crossing.
+
+    There are min(N, n) of them: below N = n, rounding merges steps smaller than one M."""
     return sorted({max(1, round(N * j / n)) for j in range(1, n + 1)})
 
 
@@ -137,7 +143,9 @@ def linear_law(N: Sequence[float], M_pt: Sequence[float], level: float = 0.95) -
     N, y = np.asarray(N, dtype=float), np.asarray(M_pt, dtype=float)
     n = len(N)
     if n < 3 or len(set(N)) < 2:
-        raise ValueError(f"a line with an interval needs >= 3 points at >= 2 values of N, got {n} at {sorted(set(N))}")
+        values = ", ".join(f"{v:g}" for v in sorted(set(N.tolist())))
+        raise ValueError(f"a line with a confidence interval needs at least 3 runs at at least 2 distinct N; "
+                         f"got {n} run{'s' if n != 1 else ''}" + (f" at N = {values}" if n else ""))
     fit = stats.linregress(N, y)
     q = stats.t.ppf((1 + level) / 2, n - 2)
     c = float(N @ y / (N @ N))
@@ -160,19 +168,42 @@ def line_band(law: dict, N: np.ndarray, N_data: Sequence[float], M_data: Sequenc
     return mid, mid - half, mid + half
 
 
+def _listed(names: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else list(names))
+
+
 def regression(table: pd.DataFrame, response: str, factors: Sequence[str], level: float = 0.95) -> pd.DataFrame:
     """Ordinary least squares of `response` on the `factors` that vary (plus an intercept):
-    estimate, standard error, confidence interval and two-sided p-value per term."""
+    estimate, standard error, confidence interval and two-sided p-value per term.
+
+    One row per run. Raises ValueError when the runs cannot estimate every term with an interval:
+    fewer runs than terms plus one (no residual degrees of freedom), or factors confounded with
+    one another (a linear combination of them and the intercept is constant over the runs).
+    """
     varying = [f for f in factors if table[f].nunique() > 1]
+    terms = ["intercept", *varying]
     X = np.column_stack([np.ones(len(table))] + [table[f].to_numpy(float) for f in varying])
     y = table[response].to_numpy(float)
-    dof = len(y) - X.shape[1]
+    n, p = X.shape
+    dof = n - p
     if dof < 1:
-        raise ValueError(f"{len(y)} rows cannot fit {X.shape[1]} terms ({['intercept', *varying]})")
+        raise ValueError(f"{n} runs cannot fit {p} coefficients ({', '.join(terms)}) with intervals: "
+                         f"that needs at least {p + 1} runs (one residual degree of freedom)")
+    scaled = X / np.linalg.norm(X, axis=0)                     # columns of unit length: a scale-free rank
+    rank = int(np.linalg.matrix_rank(scaled))
+    if rank < p:
+        null = np.linalg.svd(scaled)[2][rank:]                   # combinations of the terms that vanish
+        tangled = [t for t, w in zip(varying, np.abs(null).max(0)[1:]) if w > 1e-8]
+        settings = len(table[varying].drop_duplicates())
+        raise ValueError(f"{n} runs in {settings} settings cannot separate the {p} coefficients "
+                         f"({', '.join(terms)}): {_listed(tangled)} are confounded, a linear combination of them being "
+                         f"constant over these runs (the design has rank {rank} < {p}); separating them needs "
+                         f"runs at {p} or more settings on which no factor is a linear function of the others")
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ beta
     cov = (resid @ resid / dof) * np.linalg.inv(X.T @ X)
     se = np.sqrt(np.diag(cov))
     q = stats.t.ppf((1 + level) / 2, dof)
     return pd.DataFrame({"estimate": beta, "se": se, "ci_lo": beta - q * se, "ci_hi": beta + q * se,
-                         "p": 2 * stats.t.sf(np.abs(beta / se), dof)}, index=["intercept", *varying])
+                         "p": 2 * stats.t.sf(np.abs(beta / se), dof)}, index=terms)

@@ -15,15 +15,16 @@
 #
 # The paper's headline (its eqs. 20-23 and Figure 3): the critical capacity $M_{pt}$, the
 # first $M$ at which trained denoisers memorize, grows linearly with the number of training
-# samples $N$, and a fitted loss weighting predicts $M_{pt} = 0.8 N$ in all 64 settings of
-# its sweep. This chapter measures $M_{pt}$ over a sweep of settings, fits the line, and tests
-# the account behind it: the transition happens where the training loss of the partially
-# memorizing denoiser $\mathrm{pmem}_M$ drops below that of the ideal denoiser.
+# samples $N$, and a fitted loss weighting predicts $M_{pt} = 0.8 N$ in all
+# {glue:text}`paper_n_settings` settings of its sweep. This chapter measures $M_{pt}$ over a
+# sweep of settings, fits the line, and tests the account behind it: the transition happens
+# where the training loss of the partially memorizing denoiser $\mathrm{pmem}_M$ drops below
+# that of the ideal denoiser.
 # The book has it twice: on the small `ci` sweep, trained from scratch by every build, and on
 # the paper's sweep, read from the results store ({doc}`linear_scaling_paper`).
 
 # %% tags=["parameters"]
-sweep: str = "ci"  # which sweep: ci (trained here in minutes) or paper (the 64 settings, from stored results)
+sweep: str = "ci"  # which sweep: ci (trained here in minutes) or paper (the paper's 64 settings and two more N; stored)
 train_missing: bool = True  # train the models that are not in the results store (False: list them instead)
 n_noise: int = 4  # noise draws per training point and grid time for the Monte Carlo losses of the hypothesis
 tau: float = 0.05  # temperature of the smoothed argmin over M (paper: 1/20)
@@ -43,11 +44,12 @@ from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: tqdm prints text bars
 
-from memlab.experiments import get_sweep, phase_transitions
+from memlab.experiments import PAPER_GRID, get_sweep, phase_transitions
 from memlab.figures import publish, use_style
 from memlab.loss import weighting
-from memlab.scaling import (capacity_grid, crossing, eq21_ratio, fit_weighting, hypothesis_losses, line_band,
-                            linear_law, normalised, predicted, regression, same_ratio_weighting, weighted_gap)
+from memlab.scaling import (CAPACITY_STEPS, capacity_grid, crossing, eq21_ratio, fit_weighting, hypothesis_losses,
+                            line_band, linear_law, normalised, predicted, regression, same_ratio_weighting,
+                            weighted_gap)
 from memlab.schedule import REPRESENTATIVE_INDEX, time_grid
 from memlab.sweep import profile_store
 from memlab.theory import crossover
@@ -63,6 +65,19 @@ params = {"sweep": sw.to_dict(), "n_noise": n_noise, "tau": tau, "entropy": entr
 times = time_grid()
 glue("sweep", Markdown(f"`{sweep}`"), display=False)
 glue("n_settings", len(sw.runs), display=False)
+paper_settings = [(N, d, K) for N in PAPER_GRID["N"] for d in PAPER_GRID["d"] for K in PAPER_GRID["K"]]
+glue("paper_n_settings", len(paper_settings), display=False)
+keys = [(s.N, s.d, s.K) for s, _ in sw.runs]
+settings_text = f"{len(keys)} settings $(N, d, K)$"
+if set(paper_settings) <= set(keys):         # the paper's sweep, and what this one adds to it
+    extra = {}
+    for N, d, K in (key for key in keys if key not in paper_settings):
+        extra.setdefault((d, K), []).append(N)
+    settings_text += f", the paper's {len(paper_settings)}" + (
+        f" and {len(keys) - len(paper_settings)} more ("
+        + "; ".join(f"$N$ = {', '.join(map(str, Ns))} at $d$ = {d}, $K$ = {K}" for (d, K), Ns in extra.items()) + ")"
+        if extra else "")
+glue("settings_text", Markdown(settings_text), display=False)
 glue("n_runs", sum(len(seeds) for _, seeds in sw.runs), display=False)
 glue("steps", protocol.steps, display=False)
 glue("n_dup", protocol.n_dup, display=False)
@@ -70,10 +85,10 @@ glue("n_dup", protocol.n_dup, display=False)
 # %% [markdown]
 # ## The sweep
 #
-# This page shows the **{glue:md}`sweep`** sweep: {glue:text}`n_settings` settings
-# $(N, d, K)$, {glue:text}`n_runs` runs (setting and seed) in all, each trained with the
-# protocol of its profile ({glue:text}`steps` steps, {glue:text}`n_dup` noise draws per sample)
-# on the two-stage capacity grid of the phase-transition chapter. $M_{pt}$ is the first
+# This page shows the **{glue:md}`sweep:myst`** sweep: {glue:md}`settings_text:myst`;
+# {glue:text}`n_runs` runs (setting and seed) in all, each trained with the protocol of its
+# profile ({glue:text}`steps` steps, {glue:text}`n_dup` noise draws per sample) on the
+# two-stage capacity grid of the phase-transition chapter. $M_{pt}$ is the first
 # capacity whose memorization ratio reaches 1/2. Runs come from the results store when their
 # key matches and are trained otherwise.
 
@@ -106,7 +121,7 @@ glue("missing_text", Markdown(
 runs
 
 # %% [markdown]
-# {glue:md}`missing_text`
+# {glue:md}`missing_text:myst`
 #
 # ## The linear law
 #
@@ -121,7 +136,7 @@ try:
     law = linear_law(on_line["N"], on_line["M_pt"])
 except ValueError as err:
     law = None
-    law_text = f"No line: {err}."
+    law_text = f"No line at $d$ = {main[0]}, $K$ = {main[1]}: {err}."
 else:
     law_text = (f"Slope $b$ = {law['slope']:.3f} (95% CI {law['slope_lo']:.3f} to {law['slope_hi']:.3f}), "
                 f"intercept $a$ = {law['intercept']:.1f} ({law['intercept_lo']:.1f} to {law['intercept_hi']:.1f}), "
@@ -150,14 +165,14 @@ publish(fig, "fig-linear-scaling-law", on_line, {**params, "d": main[0], "K": ma
 # ```{glue:figure} fig-linear-scaling-law
 # :name: fig-linear-scaling-law
 #
-# The threshold capacity $M_{pt}$ against $N$, sweep {glue:md}`sweep`. Files:
+# The threshold capacity $M_{pt}$ against $N$, sweep {glue:md}`sweep:myst`. Files:
 # {download}`PNG <figures/fig-linear-scaling-law.png>`,
 # {download}`SVG <figures/fig-linear-scaling-law.svg>`,
 # {download}`data <figures/fig-linear-scaling-law.csv>`,
 # {download}`provenance <figures/fig-linear-scaling-law.json>`.
 # ```
 #
-# {glue:md}`law_text`
+# {glue:md}`law_text:myst`
 #
 # Per setting (mean and spread over seeds), and a regression of $M_{pt}/N$ on the factors
 # that vary in this sweep: a coefficient whose interval holds 0 is a factor the threshold
@@ -179,14 +194,15 @@ else:
     reg_text = ("Regression of $M_{pt}/N$: " + "; ".join(terms) + "." if terms else
                 "Only the intercept varies: this sweep holds $N$, $d$ and $K$ fixed.")
 glue("reg_text", Markdown(reg_text), display=False)
-per_setting
+per_setting.assign(**{"sd over seeds": [f"{sd:.3f}" if sd == sd else "—"  # no spread from a single seed
+                                        for sd in per_setting["sd over seeds"]]})
 
 # %% [markdown]
-# {glue:md}`reg_text` The measured ratios $M_{pt}/N$ lie between
-# {glue:text}`ratio_min:.2f` and {glue:text}`ratio_max:.2f` across the settings.
+# {glue:md}`reg_text:myst` The measured ratios $M_{pt}/N$ lie between
+# {glue:text}`ratio_min:.3f` and {glue:text}`ratio_max:.3f` across the settings.
 
 # %%
-reg
+reg if len(reg) else None
 
 # %% [markdown]
 # ## What eq. 21 predicts
@@ -203,14 +219,18 @@ reg
 #
 # ## The hypothesis, setting by setting
 #
-# For each setting with a measured threshold (first seed's data), Monte Carlo training losses of $\mathrm{pmem}_M$ on a
-# grid of 50 capacities, of the ideal and of the memorizing denoiser, at all 26 grid times
-# with {glue:text}`n_noise_mc` noise draws per training point (the same draws for every
-# denoiser). The hypothesis's $M^*/N$ under a weighting is where the weighted gap
+# For each setting with a measured threshold (first seed's data), Monte Carlo training losses
+# of $\mathrm{pmem}_M$ on the capacities $M = jN/n$, $j = 1, \dots, n$, $n$ =
+# {glue:text}`capacity_steps` (rounded to whole $M$: $\min(N, n)$ capacities,
+# {glue:md}`n_capacities:myst` per setting here), of the ideal and of the memorizing denoiser, at
+# all {glue:text}`n_times` grid times with {glue:text}`n_noise_mc` noise draws per training
+# point (the same draws for every denoiser). The hypothesis's $M^*/N$ under a weighting is where the weighted gap
 # $\mathbb{E}_t[\lambda (L_t(\mathrm{pmem}_M) - L_t(\mathrm{ideal}))]$ first turns negative.
 
 # %%
 glue("n_noise_mc", n_noise, display=False)
+glue("n_times", len(times), display=False)
+glue("capacity_steps", CAPACITY_STEPS, display=False)
 glue("tau", tau, display=False)
 glue("entropy", entropy, display=False)
 measured_settings = set(zip(measured.N, measured.d, measured.K))
@@ -227,13 +247,15 @@ for s, seeds in sw.runs:
     c_hat = ((losses["pmem"][inside, rep] - losses["mem"][rep]) / ((1 - m[inside]) * s.d * s.var)).mean()
     mc[s] = {"m": m, "gaps": (losses["pmem"] - losses["ideal"]) / (s.d * s.var), "losses": losses, "C": float(c_hat)}
 c_measured = float(np.mean([v["C"] for v in mc.values()]))
+counts = sorted({len(v["m"]) for v in mc.values()})
+glue("n_capacities", Markdown(f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"), display=False)
 glue("c_measured", c_measured, display=False)
 
 # %% [markdown]
 # ## Fitting the weighting
 #
-# The paper fits a weighting $\tilde\lambda$ on the 26 grid times (its eqs. 22-23) so that the
-# hypothesis, with the argmin over $M$ of the squared weighted gap smoothed as
+# The paper fits a weighting $\tilde\lambda$ on the {glue:text}`n_times` grid times (its
+# eqs. 22-23) so that the hypothesis, with the argmin over $M$ of the squared weighted gap smoothed as
 # $\sum_M (M/N)\,\mathrm{softmax}_M(-\mathrm{gap}(M)^2/\tau)$, $\tau$ = {glue:text}`tau`,
 # reproduces the measured $M_{pt}/N$; an entropy term of weight {glue:text}`entropy` keeps
 # $\tilde\lambda$ spread out. We fit it on alternate settings (sorted by $N, d, K$) and test
@@ -275,7 +297,7 @@ table = pd.DataFrame({name: {"E[lam/(psi+1)]/E[lam]": eq21_ratio(lam, times),
 table
 
 # %% [markdown]
-# {glue:md}`fit_text`
+# {glue:md}`fit_text:myst`
 #
 # The hypothesis's crossover under each weighting (Monte Carlo losses, no approximation)
 # against the measured threshold, setting by setting:
@@ -333,28 +355,44 @@ hypothesis
 # about $10^6$ at the smallest time, where the memorizing side pays $C(1 - M/N) d$ and the ideal
 # denoiser almost nothing, so the $\epsilon$-prediction loss itself predicts no memorization
 # before $M = N$. Under the uniform weighting the crossing is at
-# {glue:text}`hyp_uniform_mean:.3f` on average. {glue:md}`hyp_verdict`
+# {glue:text}`hyp_uniform_mean:.3f` on average. {glue:md}`hyp_verdict:myst`
 #
 # ## The fit is not identifiable
 #
 # Eq. 21 sees a weighting only through one number, $\mathbb{E}_t[\lambda/(\psi_t + 1)] /
-# \mathbb{E}_t[\lambda]$. So any weighting with the fitted one's ratio predicts the same
-# crossover: below, the fitted $\tilde\lambda$ and a weighting that puts all its mass on
-# two grid times, with equal ratios and so equal eq. 21 predictions (the table above). Under
-# the Monte Carlo losses they predict {glue:text}`pred_fit:.3f` and
-# {glue:text}`pred_two:.3f` on average (smoothed argmin, all measured settings): what tells
-# them apart is only where the approximations of Theorems 3.1 and 3.2 are off (Theorem 3.1
-# fails at the largest times, see the laboratory chapter, and $C$ changes with $M/N$ and the
-# setting), not the crossover formula the fit is meant to calibrate.
+# \mathbb{E}_t[\lambda]$. So it cannot tell the fitted $\tilde\lambda$ from a weighting that
+# puts all its mass on two grid times with the same ratio (below): the two have equal eq. 21
+# predictions (the table above). {glue:md}`two_text:myst`
 
 # %%
 if lam_fit is not None:
     pred_fit = float(predicted(*inputs(fit_rows)[:2], lam_fit, tau).mean())
     pred_two = float(predicted(*inputs(fit_rows)[:2], weightings["same ratio as fitted"], tau).mean())
+    err_fit, err_two = errors["fitted"], errors["same ratio as fitted"]
+    ratio = err_two / err_fit if err_fit > 0 else float("nan")
+    base = (f"over the measured settings, the crossings of the two-time weighting lie {err_two:.3f} from the measured "
+            f"thresholds on average, those of the fitted one {err_fit:.3f}")
+    if np.isnan(err_fit) or np.isnan(err_two):
+        two_text = "The Monte Carlo losses do not cross under one of the two weightings: no comparison."
+    elif f"{err_two:.3f}" == f"{err_fit:.3f}" or f"{ratio:.1f}" == "1.0":
+        two_text = f"Nor, here, can the Monte Carlo losses: {base}."
+    elif err_two > err_fit:
+        two_text = (f"The Monte Carlo losses can: {base}, so the two-time weighting's are "
+                    + (f"{ratio:.1f} times as far off." if err_fit > 0 else "farther off."))
+    else:
+        two_text = (f"The Monte Carlo losses can: {base}, so the two-time weighting's are nearer, at {ratio:.1f} "
+                    "times the fitted one's distance.")
+    two_text += (f" The smoothed argmins that the fit matches to those thresholds average {pred_two:.3f} (two times) "
+                 f"and {pred_fit:.3f} (fitted). What separates weightings of one ratio is where the Monte Carlo losses "
+                 "depart from the approximations of Theorems 3.1 and 3.2 (Theorem 3.1 fails at the largest times, see "
+                 "the laboratory chapter, and $C$ changes with $M/N$ and the setting), not the crossover formula that "
+                 "the fit is meant to calibrate.")
 else:
     pred_fit = pred_two = float("nan")
+    two_text = "No weighting was fitted here, so there is nothing to compare."
 glue("pred_fit", pred_fit, display=False)
 glue("pred_two", pred_two, display=False)
+glue("two_text", Markdown(two_text), display=False)
 shown = pd.DataFrame({"t": times.numpy(), **{name: normalised(lam).numpy() for name, lam in weightings.items()}})
 fig, ax = plt.subplots()
 for i, name in enumerate(weightings):
@@ -377,6 +415,8 @@ publish(fig, "fig-linear-scaling-weightings", shown, params)
 # {download}`provenance <figures/fig-linear-scaling-weightings.json>`.
 # ```
 #
-# A fitted weighting therefore says little about *which* times matter: the data pin down one
-# ratio, and the paper's "$M^* = 0.8N$ in every setting" is what any weighting with that ratio
-# gives once $C$ is fixed, because eq. 21 has no $N$, $d$ or $K$ in it.
+# Through eq. 21 the measured thresholds pin down only that one ratio, and the paper's
+# "$M^* = 0.8N$ in every setting" is what any weighting with that ratio gives once $C$ is
+# fixed, because eq. 21 has no $N$, $d$ or $K$ in it. Whatever more a fitted weighting says
+# about *which* times matter comes from where the Monte Carlo losses depart from eq. 21's
+# approximations, not from eq. 21.

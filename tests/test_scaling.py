@@ -84,8 +84,11 @@ def test_linear_law_matches_polyfit_and_its_interval_covers():
     hits = np.array([[law["slope_lo"] <= 0.8 <= law["slope_hi"], law["origin_lo"] <= 0.8 <= law["origin_hi"]]
                      for law in (linear_law(N, 0.8 * N + rng.normal(0, 2, N.size)) for _ in range(400))])
     assert 0.91 <= hits[:, 0].mean() <= 0.99 and 0.91 <= hits[:, 1].mean() <= 0.99
-    with pytest.raises(ValueError, match=r"needs >= 3 points at >= 2 values of N"):
-        linear_law([20, 20, 20], [16, 15, 17])
+    need = r"a line with a confidence interval needs at least 3 runs at at least 2 distinct N"
+    with pytest.raises(ValueError, match=need + r"; got 3 runs at N = 20$"):
+        linear_law(np.array([20.0, 20.0, 20.0]), [16, 15, 17])
+    with pytest.raises(ValueError, match=need + r"; got 2 runs at N = 20, 30$"):
+        linear_law(pd.Series([20, 30]), [16, 24])                           # plain numbers, no numpy repr
 
 
 def test_regression_matches_least_squares_and_linregress():
@@ -100,8 +103,26 @@ def test_regression_matches_least_squares_and_linregress():
     ref = stats.linregress(table.N, table.y)
     assert one.loc["N", "se"] == pytest.approx(ref.stderr, rel=1e-10)
     assert one.loc["N", "p"] == pytest.approx(ref.pvalue, rel=1e-8)
-    with pytest.raises(ValueError, match=r"2 rows cannot fit 3 terms"):
+    with pytest.raises(ValueError, match=r"^3 runs cannot fit 3 coefficients \(intercept, N, d\) with intervals: "
+                                         r"that needs at least 4 runs \(one residual degree of freedom\)$"):
+        regression(table.iloc[:3], "y", ["N", "d"])                         # zero residual degrees of freedom
+    with pytest.raises(ValueError, match=r"^2 runs cannot fit 3 coefficients"):
         regression(table.iloc[:2], "y", ["N", "d"])
+
+
+def test_regression_refuses_confounded_factors():
+    """The paper sweep's first stored runs: d = 50 exactly where N = 200, so N and d cannot be told apart
+    (least squares would give intervals of +-1e11 and a divide-by-zero warning)."""
+    table = pd.DataFrame({"N": [200, 50, 50, 50, 50, 50], "d": [50, 30, 30, 30, 30, 30], "K": [12, 3, 3, 6, 6, 9],
+                          "y": [0.78, 0.82, 0.80, 0.80, 0.84, 0.80]})
+    with pytest.raises(ValueError, match=r"^6 runs in 4 settings cannot separate the 4 coefficients "
+                                         r"\(intercept, N, d, K\): N and d are confounded, .* \(the design has rank 3 "
+                                         r"< 4\); separating them needs runs at 4 or more settings"):
+        regression(table, "y", ["N", "d", "K"])
+    assert list(regression(table, "y", ["N", "K"]).index) == ["intercept", "N", "K"]   # without d: identifiable
+    table["d"] = 2 * table["N"] - 7 * table["K"]                           # a combination of three factors
+    with pytest.raises(ValueError, match=r"N, d and K are confounded"):
+        regression(table, "y", ["N", "d", "K"])
 
 
 def test_hypothesis_losses_pmem_of_all_points_is_the_memorizing_denoiser():
