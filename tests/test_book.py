@@ -338,3 +338,11 @@ def test_every_figure_of_a_chapter_is_shown_with_links_to_its_files(source):
     missing = [f"{fig}.{ext}" for fig in sorted(shown) for ext in ("png", "svg", "csv", "json")
                if f"<figures/{fig}.{ext}>`" not in text]
     assert not missing, f"{source.name} does not link {missing}"
+
+
+@pytest.mark.parametrize("source", CHAPTER_SOURCES, ids=lambda path: path.stem)
+def test_glued_markdown_is_parsed_as_myst_so_its_math_renders(source):
+    """myst-nb reads a {glue:md} value as CommonMark unless the role says `name:myst`, and then
+    shows $...$ as text (the built book did)."""
+    plain = re.findall(r"\{glue:md\}`([^`:]+)`", source.read_text())
+    assert not plain, f"{source.name}: write {{glue:md}}`name:myst` for {plain}"
