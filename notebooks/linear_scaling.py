@@ -20,8 +20,8 @@
 # sweep of settings, fits the line, and tests the account behind it: the transition happens
 # where the training loss of the partially memorizing denoiser $\mathrm{pmem}_M$ drops below
 # that of the ideal denoiser.
-# The book has it twice: on the small `ci` sweep, trained from scratch by every build, and on
-# the paper's sweep, read from the results store ({doc}`linear_scaling_paper`).
+# The book has it twice: {doc}`on the small ci sweep <linear_scaling>`, trained from scratch by
+# every build, and {doc}`on the paper's sweep <linear_scaling_paper>`, read from the results store.
 
 # %% tags=["parameters"]
 sweep: str = "ci"  # which sweep: ci (trained here in minutes) or paper (the paper's 64 settings and two more N; stored)
@@ -143,7 +143,16 @@ else:
                 f"$R^2$ = {law['r2']:.3f} over {law['n']} runs at $d$ = {main[0]}, $K$ = {main[1]}; through the "
                 f"origin $c$ = {law['origin_slope']:.3f} ({law['origin_lo']:.3f} to {law['origin_hi']:.3f}). "
                 f"The paper's claim is $c$ = 0.8.")
+if law:
+    law_caption = f"The threshold capacity $M_{{pt}}$ against $N$ at $d$ = {main[0]}, $K$ = {main[1]}"
+else:                                            # no line: show every measured run as a ratio instead
+    law_caption = (f"No line can be fitted, so every measured run ({len(measured)}, in "
+                   f"{measured.groupby(['d', 'K']).ngroups} pairs $(d, K)$): the ratio $M_{{pt}}/N$ against $N$, "
+                   "marked by $(d, K)$, with the paper's 0.8")
+    law_text += (f" The figure shows instead $M_{{pt}}/N$ of all {len(measured)} measured runs against $N$, "
+                 "with the paper's 0.8.")
 glue("law_text", Markdown(law_text), display=False)
+glue("law_caption", Markdown(law_caption), display=False)
 for key in ("slope", "slope_lo", "slope_hi", "origin_slope", "origin_lo", "origin_hi"):
     glue(key, float(law[key]) if law else float("nan"), display=False)
 
@@ -154,18 +163,26 @@ if law:
     ax.fill_between(grid_N, lo, hi, color="C0", alpha=0.2, label="95% confidence band")
     ax.plot(grid_N, mid, color="C0", label=f"least squares: {law['intercept']:.1f} + {law['slope']:.3f} N")
     ax.plot(grid_N, 0.8 * grid_N, "k:", label="paper: 0.8 N")
-for i, (seed, sub) in enumerate(on_line.groupby("seed")):
-    ax.plot(sub["N"], sub["M_pt"], "o", color=f"C{i + 1}", label=f"measured, seed {seed}")
+    for i, (seed, sub) in enumerate(on_line.groupby("seed")):
+        ax.plot(sub["N"], sub["M_pt"], "o", color=f"C{i + 1}", label=f"measured, seed {seed}")
+    ax.set_ylabel("threshold capacity $M_{pt}$")
+    law_data, law_params = on_line, {**params, "d": main[0], "K": main[1]}
+else:
+    for i, ((d, K), sub) in enumerate(measured.groupby(["d", "K"])):
+        ax.plot(sub["N"], sub["M_pt/N"], "osD^v<>p"[i % 8], color=f"C{i % 10}", mfc="none", ms=8 - i % 4,
+                label=f"d = {d}, K = {K}")                  # hollow, shrinking markers: equal ratios stay visible
+    ax.axhline(0.8, color="k", ls=":", label="paper: 0.8")
+    ax.set_ylabel("threshold ratio $M_{pt}/N$")
+    law_data, law_params = measured, params
 ax.set_xlabel("training samples N")
-ax.set_ylabel("threshold capacity $M_{pt}$")
 ax.legend(fontsize=8)
-publish(fig, "fig-linear-scaling-law", on_line, {**params, "d": main[0], "K": main[1]})
+publish(fig, "fig-linear-scaling-law", law_data, law_params)
 
 # %% [markdown]
 # ```{glue:figure} fig-linear-scaling-law
 # :name: fig-linear-scaling-law
 #
-# The threshold capacity $M_{pt}$ against $N$, sweep {glue:md}`sweep:myst`. Files:
+# {glue:md}`law_caption:myst`, sweep {glue:md}`sweep:myst`. Files:
 # {download}`PNG <figures/fig-linear-scaling-law.png>`,
 # {download}`SVG <figures/fig-linear-scaling-law.svg>`,
 # {download}`data <figures/fig-linear-scaling-law.csv>`,
@@ -194,6 +211,17 @@ else:
     reg_text = ("Regression of $M_{pt}/N$: " + "; ".join(terms) + "." if terms else
                 "Only the intercept varies: this sweep holds $N$, $d$ and $K$ fixed.")
 glue("reg_text", Markdown(reg_text), display=False)
+repeated = per_setting[per_setting["seeds"] >= 2]["sd over seeds"]  # the seed spread, where a setting has one
+seed_sd = float(repeated.max()) if len(repeated) else float("nan")
+spread_text = (f"the largest sd over seeds of $M_{{pt}}/N$, {seed_sd:.3f} ({len(repeated)} "
+               f"setting{'s' if len(repeated) > 1 else ''} with two or more seeds)" if len(repeated) else
+               "the seed spread, unknown here: no setting has two seeds")
+glue("seed_sd", seed_sd, display=False)
+
+
+def beyond_spread(a: float, b: float) -> bool | None:
+    """Whether |a - b| exceeds the seed spread of M_pt/N (None: spread unknown)."""
+    return None if np.isnan(seed_sd) else bool(abs(a - b) > seed_sd)
 per_setting.assign(**{"sd over seeds": [f"{sd:.3f}" if sd == sd else "—"  # no spread from a single seed
                                         for sd in per_setting["sd over seeds"]]})
 
@@ -318,12 +346,36 @@ errors = {name: float((hypothesis[f"M*/N, {name}"] - hypothesis["M_pt/N measured
 if np.isnan(errors["uniform"]):
     verdict = "No setting has a measured threshold to compare with."
 else:
+    err_u, err_psi = errors["uniform"], errors["training, psi"]
+    err_const = float((0.8 - hypothesis["M_pt/N measured"]).abs().mean())   # the paper's constant, as a baseline
+    both = hypothesis[["M*/N, uniform", "M_pt/N measured"]].dropna()
+    below = int((both["M*/N, uniform"] < both["M_pt/N measured"]).sum())
+    if np.isnan(err_psi):                        # psi's losses never cross: nothing to be nearer to
+        nearer = None
+    elif f"{err_u:.3f}" == f"{err_psi:.3f}":
+        nearer = "as close to where the *unweighted* comparison of the two losses says they should as to"
+    elif err_u < err_psi:
+        nearer = (("much " if err_psi >= 2 * err_u else "") + "closer to where the *unweighted* comparison of the "
+                  "two losses says they should than to")
+    else:
+        nearer = "farther from where the *unweighted* comparison of the two losses says they should than from"
+    const_words = ("as far off as" if f"{err_const:.3f}" == f"{err_u:.3f}" else
+                   "less far off than" if err_u < err_const else "farther off than")
     verdict = ("Mean absolute distance to the measured threshold: "
-               + ", ".join(f"{err:.3f} ({name})" for name, err in errors.items()) + ". "
-               + ("The trained models memorize close to where the *unweighted* comparison of the two losses "
-                  "says they should, far from where their own training loss does."
-                  if errors["uniform"] < errors["training, psi"] else
-                  "The training weighting is the closer of the two here."))
+               + ", ".join(f"{err:.3f} ({name})" for name, err in errors.items())
+               + f"; a constant $M^*/N$ = 0.8 (the paper's) would be off by {err_const:.3f}. "
+               + (f"The trained models memorize {nearer} where their own training loss does ({err_u:.3f} vs "
+                  f"{err_psi:.3f})" if nearer else "Under their own training weighting the Monte Carlo losses cross "
+                  f"in no setting; the *unweighted* comparison's crossings lie {err_u:.3f} off")
+               + f"; the uniform crossing lies below the measured threshold in {below} of {len(both)} "
+               f"settings, and is {const_words} the constant 0.8.")
+    if "fitted" in errors and not np.isnan(errors["fitted"]):
+        err_f, apart = errors["fitted"], beyond_spread(errors["fitted"], err_u)
+        side = "nearer" if err_f < err_u and f"{err_f:.3f}" != f"{err_u:.3f}" else "no nearer"
+        verdict += (f" The fitted weighting's crossings lie {err_f:.3f} off, {side} than the uniform one's "
+                    f"{err_u:.3f}: a gap of {abs(err_f - err_u):.3f}, "
+                    + (f"against {spread_text}." if apart is None else
+                       f"{'more' if apart else 'no more'} than {spread_text}."))
 glue("hyp_verdict", Markdown(verdict), display=False)
 glue("hyp_psi_mean", float(hypothesis["M*/N, training, psi"].mean()), display=False)
 
@@ -372,16 +424,24 @@ if lam_fit is not None:
     ratio = err_two / err_fit if err_fit > 0 else float("nan")
     base = (f"over the measured settings, the crossings of the two-time weighting lie {err_two:.3f} from the measured "
             f"thresholds on average, those of the fitted one {err_fit:.3f}")
+    apart = beyond_spread(err_two, err_fit) if not (np.isnan(err_fit) or np.isnan(err_two)) else None
     if np.isnan(err_fit) or np.isnan(err_two):
         two_text = "The Monte Carlo losses do not cross under one of the two weightings: no comparison."
     elif f"{err_two:.3f}" == f"{err_fit:.3f}" or f"{ratio:.1f}" == "1.0":
         two_text = f"Nor, here, can the Monte Carlo losses: {base}."
+    elif apart is None:
+        two_text = (f"Nor, on this evidence, can the Monte Carlo losses: {base}, a gap of {abs(err_two - err_fit):.3f} "
+                    f"against {spread_text}.")
+    elif not apart:
+        two_text = (f"Nor, here, can the Monte Carlo losses: {base}, a gap of {abs(err_two - err_fit):.3f}, no more "
+                    f"than {spread_text}.")
     elif err_two > err_fit:
         two_text = (f"The Monte Carlo losses can: {base}, so the two-time weighting's are "
-                    + (f"{ratio:.1f} times as far off." if err_fit > 0 else "farther off."))
+                    + (f"{ratio:.1f} times as far off" if err_fit > 0 else "farther off")
+                    + f", a gap of {abs(err_two - err_fit):.3f}, more than {spread_text}.")
     else:
         two_text = (f"The Monte Carlo losses can: {base}, so the two-time weighting's are nearer, at {ratio:.1f} "
-                    "times the fitted one's distance.")
+                    f"times the fitted one's distance, a gap of {abs(err_two - err_fit):.3f}, more than {spread_text}.")
     two_text += (f" The smoothed argmins that the fit matches to those thresholds average {pred_two:.3f} (two times) "
                  f"and {pred_fit:.3f} (fitted). What separates weightings of one ratio is where the Monte Carlo losses "
                  "depart from the approximations of Theorems 3.1 and 3.2 (Theorem 3.1 fails at the largest times, see "
