@@ -317,12 +317,21 @@ ax.legend(fontsize=8)
 publish(fig, "fig-overlapping-modes-transition", models.merge(transitions.reset_index(), on="c"), params)
 paper_row = transitions.iloc[0]
 half = transitions["M/N at ratio 0.5"].dropna()
+m_pt = transitions["M_pt/N"].dropna()
 glue("missing_text", Markdown("" if not missing else
                               f"Radii c = {missing} are not stored and are left out (build with train_missing=True)."),
      display=False)
 def span(values: pd.Series) -> str:
     lo, hi = f"{values.min():.2f}", f"{values.max():.2f}"
     return lo if lo == hi else f"{lo} to {hi}"
+
+
+def shift(values: pd.Series) -> str:
+    """How far values (indexed by radius c) move across the radii, in words with numbers."""
+    if len(values) < 2:
+        return "is not measured at two radii"
+    return (f"varies by {values.max() - values.min():.2f} (from {values.iloc[0]:.2f} at c = {values.index[0]:g} to "
+            f"{values.iloc[-1]:.2f} at c = {values.index[-1]:g})")
 
 
 width = transitions["width 0.1 to 0.9"]
@@ -337,12 +346,10 @@ glue("transition_text", Markdown(
        f"{transitions.loc[0.0, 'width 0.1 to 0.9']:.2f} N" if 0.0 in transitions.index else "")
     + f". The hypothesis puts the crossover at {span(hyp['psi'])} under the training weighting and at "
       f"{span(hyp['uniform'])} under the uniform one. "
-    + (f"Separation matters little here: guessing the component adds at most {extra:.2f} $\\sigma_*^2$ to the "
-       f"ideal denoiser's excess loss (far means are rarely confused, near ones cost little when confused), while "
-       f"both approximated excess losses grow with $d\\sigma_*^2$ = {d * var:g}; so the two losses, and the "
-       "capacity where they cross, barely move." if half.max() - half.min() <= 0.1 else
-       "Where the modes overlap the transition moves: the separation of the components enters where the "
-       "training losses cross.")), display=False)
+    + f"Guessing the component adds at most {extra:.2f} $\\sigma_*^2$ to the ideal denoiser's excess loss (far "
+      f"means are rarely confused, near ones cost little when confused), while both approximated excess losses grow "
+      f"with $d\\sigma_*^2$ = {d * var:g}. Across the radii $M/N$ at ratio 1/2 {shift(half)} and "
+      f"$M_{{pt}}/N$ {shift(m_pt)}."), display=False)
 transitions
 
 # %% [markdown]
