@@ -96,7 +96,7 @@ def bound_check(table: pd.DataFrame, name: str, gap: str) -> str:
         text += (f": the deviation exceeds it in {int(above.sum())} of them, by at most {excess.max():.1e} "
                  f"({(excess / table['bound']).max():.1e} relative), less than the tolerance; all are {families} "
                  f"vectors at gaps of at least {table.loc[above, gap].min():.1f}, where the bound is at most "
-                 f"{table.loc[above, 'bound'].max():.1e}, so that the softmax's rounding error is a visible part of it")
+                 f"{table.loc[above, 'bound'].max():.1e}")
     return text + "."
 
 
