@@ -125,7 +125,8 @@ glue("parameters_text", Markdown(
 table.drop(columns=["start", "lo", "hi"]).set_index(["init", "init var", "M"])
 
 # %% [markdown]
-# The table: each model's training loss at step 0 and over its last 1,000 steps (and both as
+# The table: each model's training loss (eps units, the training objective averaged over the
+# grid times) at step 0 and over its last 1,000 steps (and both as
 # ratios to the paper's start at the same $M$), its held-out loss at the representative time
 # (x0 units, and as a ratio to the ideal denoiser's), its memorization ratio and the difference
 # from the paper's start, its learned variance, and the median distance of its means to the
@@ -164,7 +165,11 @@ publish(fig, "fig-init-ablation-loss-curves", pd.DataFrame(curve_rows), params)
 #
 # Training loss against step for each start (mean over 1,000 steps; colour: where the means
 # start; line style: the initial variance), one panel per capacity; the data file has every
-# logged value. Profile {glue:md}`profile:myst`, seed {glue:text}`seed`.
+# logged value. Profile {glue:md}`profile:myst`, seed {glue:text}`seed`. Files:
+# {download}`PNG <figures/fig-init-ablation-loss-curves.png>`,
+# {download}`SVG <figures/fig-init-ablation-loss-curves.svg>`,
+# {download}`data <figures/fig-init-ablation-loss-curves.csv>`,
+# {download}`provenance <figures/fig-init-ablation-loss-curves.json>`.
 # ```
 #
 # {glue:md}`curves_text:myst`
@@ -203,21 +208,24 @@ publish(fig, "fig-init-ablation-memorization", table, params)
 others = table[~is_paper]
 apart = others[(others["lo"] > others["M"].map(paper_start["hi"])) | (others["hi"] < others["M"].map(paper_start["lo"]))]
 paper_max, random_max = paper_start["memorization"].max(), random_starts["memorization"].max()
+memorizing_Ms = [int(M) for M in paper_start.index[paper_start["memorization"] >= 0.5]]
+n_close = int((random_starts["held-out / ideal"] <= 1.1).sum())
 glue("memorization_text", Markdown(
     (f"The other starts from training points memorize like the paper's start (largest difference "
      f"{from_points['memorization difference'].abs().max():.2f}). " if len(from_points) else "")
-    + f"The random starts reach a memorization ratio of at most {random_max:.2f} at these capacities, where the "
-      f"paper's start reaches {paper_max:.2f}; the 95% intervals of {len(apart)} of the {len(others)} other models "
-      f"lie apart from the paper's start's at the same capacity. "
-    + ("From a random start no model memorizes here. "
-       + (f"Nor does one generalize: a generalizing model would reach the ideal denoiser's held-out loss at the "
-          f"representative time, and theirs are {random_starts['held-out / ideal'].min():.2f} to "
-          f"{random_starts['held-out / ideal'].max():.2f} times it. Within the protocol's steps a random start "
-          "reaches neither regime, so these runs do not say where its transition would be."
-          if random_starts["held-out / ideal"].min() > 1.1 else
-          f"Their held-out loss at the representative time is {random_starts['held-out / ideal'].min():.2f} to "
-          f"{random_starts['held-out / ideal'].max():.2f} times the ideal denoiser's: they generalize where the "
-          "paper's start memorizes, so the start moves the transition.")
+    + (f"No random-start model memorizes at these capacities (their largest ratio is {random_max:.2f})"
+       if random_max < 0.5 else f"The random starts reach a memorization ratio of at most {random_max:.2f}")
+    + (f"; the paper's start memorizes at M = {', '.join(map(str, memorizing_Ms))}. " if memorizing_Ms else
+       "; the paper's start memorizes at none of them. ")
+    + f"The 95% intervals of {len(apart)} of the {len(others)} other models lie apart from the paper's start's at the "
+      f"same capacity. "
+    + (f"A generalizing model would reach the ideal denoiser's held-out loss at the representative time; "
+       f"{n_close} of the {len(random_starts)} random-start models come within 10% of it (ratios "
+       f"{random_starts['held-out / ideal'].min():.2f} to {random_starts['held-out / ideal'].max():.2f}), so "
+       + ("they generalize where the paper's start memorizes." if n_close == len(random_starts) else
+          "within the protocol's steps a random start reaches neither regime, and these runs do not say where its "
+          "transition would be." if n_close == 0 else
+          "the others reach neither regime within the protocol's steps.")
        if random_max < 0.5 <= paper_max else
        "The start does not decide whether these capacities memorize." if apart.empty else "")), display=False)
 
@@ -227,16 +235,11 @@ glue("memorization_text", Markdown(
 #
 # Memorization ratio of the trained models against capacity, by start (colour: where the
 # means start; filled circles: the paper's initial variance, open squares: another). Profile
-# {glue:md}`profile:myst`, seed {glue:text}`seed`.
+# {glue:md}`profile:myst`, seed {glue:text}`seed`. Files:
+# {download}`PNG <figures/fig-init-ablation-memorization.png>`,
+# {download}`SVG <figures/fig-init-ablation-memorization.svg>`,
+# {download}`data <figures/fig-init-ablation-memorization.csv>`,
+# {download}`provenance <figures/fig-init-ablation-memorization.json>`.
 # ```
 #
 # {glue:md}`memorization_text:myst`
-#
-# Downloads: {download}`PNG <figures/fig-init-ablation-memorization.png>`,
-# {download}`SVG <figures/fig-init-ablation-memorization.svg>`,
-# {download}`data <figures/fig-init-ablation-memorization.csv>`,
-# {download}`provenance <figures/fig-init-ablation-memorization.json>`; loss curves:
-# {download}`PNG <figures/fig-init-ablation-loss-curves.png>`,
-# {download}`SVG <figures/fig-init-ablation-loss-curves.svg>`,
-# {download}`data <figures/fig-init-ablation-loss-curves.csv>`,
-# {download}`provenance <figures/fig-init-ablation-loss-curves.json>`.

@@ -17,10 +17,10 @@
 # capacity $M$ on the same $N$ samples, and they switch *sharply* from generalizing (their
 # samples are new points of the data distribution) to memorizing (their samples are
 # training points). This chapter trains them, with the paper's protocol or a cheaper one
-# (a *profile*), and measures where the switch happens. The book has it twice: with the
-# cheap `ci` profile, trained from scratch by every build (the {doc}`appendix on profiles <profiles>`
-# compares it with the paper's protocol), and with the paper's own profile, read from the
-# results store ({doc}`the same chapter at the paper's scale <phase_transition_paper>`).
+# (a *profile*), and measures where the switch happens. The book has it twice:
+# {doc}`with the cheap ci profile <phase_transition>`, trained from scratch by every build (the
+# {doc}`appendix on profiles <profiles>` compares it with the paper's protocol), and
+# {doc}`with the paper's own profile <phase_transition_paper>`, read from the results store.
 
 # %% tags=["parameters"]
 profile: str = "ci"  # which profile to show: ci (computed here in minutes) or paper (from stored results)
@@ -76,7 +76,8 @@ pd.DataFrame({"this profile": protocol.to_dict(), "paper": paper_protocol}).asty
 # %% [markdown]
 # Each seed draws its own data and trains the coarse grid $M = N/10, 2N/10, \dots, N$;
 # the transition band is located on it (from the last $M$ with memorization ratio below 0.1
-# to the first at or above 0.9), and {glue:text}`refine` more capacities refine the band. Trained
+# to the first at or above 0.9), and up to {glue:text}`refine` more capacities (those not already
+# on the coarse grid) refine the band. Trained
 # models come from the results store when their key (data, protocol, seed, code version)
 # matches, and are trained otherwise. {glue:md}`missing_seeds_text:myst`
 
@@ -101,7 +102,8 @@ def seed_list(seeds):
 
 
 glue("missing_seeds_text", Markdown(
-    (f"All {len(seeds)} requested seeds are shown." if not unfinished else
+    ({1: "The requested seed is shown.", 2: "Both requested seeds are shown."}.get(
+        len(seeds), f"All {len(seeds)} requested seeds are shown.") if not unfinished else
      (f"{seed_list(missing)} not stored yet and not shown. " if missing else "")
      + (f"{seed_list(coarse_only)} shown on the coarse grid alone: the refinement is not stored yet, so "
         f"$M_{{pt}}$ is the coarse grid's. " if coarse_only else "")
@@ -279,19 +281,22 @@ ax2.set_xlabel("capacity M/N")
 ax2.set_ylabel("median distance of a learned mean")
 ax2.legend(fontsize=7)
 publish(fig, "fig-phase-transition-parameters", models, params)
-regimes = models.assign(memorizes=models["memorization"] >= 0.5).groupby("memorizes")[["var", "dist to train"]].median()
-
-
-def regime_text(memorizes: bool, name: str) -> str:
-    if memorizes not in regimes.index:
-        return f"no model {name}"
-    row = regimes.loc[memorizes]
-    return (f"the models that {name} have a median learned variance of {row['var']:.2g}, and their means lie a "
-            f"median {row['dist to train']:.2g} from the nearest training point")
-
-
-glue("regimes_text", Markdown(f"Of the models shown, {regime_text(True, 'memorize (ratio at least 1/2)')}; "
-                              f"{regime_text(False, 'do not')}."), display=False)
+memorizes = models["memorization"] >= 0.5
+mem, rest = models[memorizes], models[~memorizes]
+if mem.empty or rest.empty:
+    regimes_text = (f"All {len(models)} models shown memorize" if rest.empty else
+                    f"None of the {len(models)} models shown memorizes") + " (ratio at least 1/2)."
+else:
+    reach = mem["dist to train"].max()
+    close = int((rest["dist to train"] <= reach).sum())
+    regimes_text = (
+        f"The {len(mem)} models that memorize (ratio at least 1/2) have a median learned variance of "
+        f"{mem['var'].median():.2g}, and their means lie a median {mem['dist to train'].median():.2g} from the nearest "
+        f"training point (at most {reach:.2g}). The {len(rest)} that do not memorize have a median learned variance of "
+        f"{rest['var'].median():.2g}; {close or 'none'} of them have their means as close to training points as a memorizing "
+        f"model's (median distance at most {reach:.2g})"
+        + (", so what sets them apart is the variance, not where the means are." if close else "."))
+glue("regimes_text", Markdown(regimes_text), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig-phase-transition-parameters
