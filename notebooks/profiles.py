@@ -83,12 +83,13 @@ glue("init_var", ci.protocol.init_var, display=False)
 glue("probe_short_var", probe_rows[0]["learned variance"], display=False)
 glue("probe_fast_var", probe_rows[1]["learned variance"], display=False)
 glue("probe_full_var", full["var"], display=False)
-ratios = [row["memorization"] for row in probe_rows]
+differ = [row["protocol"] for row in probe_rows[:-1] if row["memorization"] != full["memorization"]]
 glue("probe_ratio_text", Markdown(
-    f"The memorization ratios are {ratios[0]:.2f}, {ratios[1]:.2f} and {ratios[2]:.2f}: "
-    + ("at this smallest capacity they do not tell the runs apart, the variance does, and a model whose variance "
-       "has not grown is not the model the paper's protocol trains."
-       if len(set(ratios)) == 1 else "the short runs end in another regime than the full one.")), display=False)
+    "The memorization ratios are " + ", ".join(f"{row['memorization']:.2f} ({row['protocol']})" for row in probe_rows)
+    + ". " + ("At this smallest capacity they do not tell the runs apart; the variance does, and a model whose "
+              "variance has not grown is not the model the paper's protocol trains." if not differ else
+              f"The run{'s' * (len(differ) > 1)} with {' and with '.join(differ)} "
+              f"end{'s' * (len(differ) == 1)} with another memorization ratio than the full run.")), display=False)
 pd.DataFrame(probe_rows).set_index("protocol")
 
 # %% [markdown]
@@ -180,7 +181,7 @@ if stored_Ms:
 else:
     check = {}
     glue("audit_text", Markdown(f"No stored result of the {ref.name} profile to audit."), display=False)
-pd.Series(check, dtype=object)
+pd.Series(check, dtype=object).to_frame("audit") if check else None
 
 # %% [markdown]
 # {glue:md}`audit_text:myst`
