@@ -221,8 +221,9 @@ def check_parameters(chapter: str, parameters: Mapping[str, Any], declared: Mapp
 
 def build_key(source: Path, package: Path, lock: Path, parameters: Mapping[str, Any],
               results: Path | None = None, variant: Path | None = None) -> str:
-    """sha256 over the chapter source (and the variant file of a variant page), every package
-    ``*.py`` file, the parameters, the lock file and the stored results (every
+    """sha256 over the chapter source (and the variant file of a variant page), every ``*.py``
+    file of the package and of ``benchmarks/`` beside it (the performance appendix runs the
+    benchmark script), the parameters, the lock file and the stored results (every
     ``results/<profile>/*.json`` entry but checkpoints; not the ``ci`` profile, which the
     chapters recompute from the code and so adds nothing to the key).
 
@@ -238,9 +239,10 @@ def build_key(source: Path, package: Path, lock: Path, parameters: Mapping[str, 
     if variant is not None:
         feed("variant", Path(variant).read_bytes())
     package = Path(package)
-    for path in sorted(package.rglob("*.py")):
-        if "__pycache__" not in path.parts:
-            feed(f"package/{path.relative_to(package).as_posix()}", path.read_bytes())
+    for folder, label in ((package, "package"), (package.parent / "benchmarks", "benchmarks")):
+        for path in sorted(folder.rglob("*.py")) if folder.is_dir() else []:
+            if "__pycache__" not in path.parts:
+                feed(f"{label}/{path.relative_to(folder).as_posix()}", path.read_bytes())
     feed("parameters", json.dumps(dict(parameters), sort_keys=True, separators=(",", ":")).encode())
     feed("lock", Path(lock).read_bytes())
     if results is not None and Path(results).is_dir():

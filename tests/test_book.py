@@ -84,6 +84,7 @@ def test_build_key_is_stable_ignoring_parameter_order_and_modification_times(tmp
         "package file",
         "new package file",
         "package file in a subfolder",
+        "benchmark script beside the package",
         "lock",
         "parameter value",
         "parameter type",
@@ -104,6 +105,9 @@ def test_build_key_changes_with_every_input(tmp_path, change):
     elif change == "package file in a subfolder":
         (paths.package / "sub").mkdir()
         (paths.package / "sub" / "deep.py").write_text("")
+    elif change == "benchmark script beside the package":
+        (paths.package.parent / "benchmarks").mkdir()
+        (paths.package.parent / "benchmarks" / "bench.py").write_text("")
     elif change == "lock":
         paths.lock.write_text("numpy==2.4.7\n")
     elif change == "new stored result":
