@@ -142,6 +142,25 @@ def test_initialisations(small, init):
     assert math.isclose(float(state.scale[0]) ** 2, 1e-2, rel_tol=1e-6)
 
 
+@pytest.mark.parametrize("init", ["gaussian", "data"])
+def test_random_initialisations_draw_their_own_law(small, init):
+    """Each random init against the first two moments of its own law, within 5 Monte Carlo standard
+    errors (M = 4000 draws): 'gaussian' is N(0, I), mean 0 and E||m||^2 = d; 'data' is the true
+    mixture, mean the average true mean and E||m||^2 = mean ||mu*_k||^2 + d sigma*^2. The two laws
+    differ by many standard errors here (checked), so swapping the branches fails."""
+    M, d = 4000, small.d
+    means = init_state(small, [M], Protocol(init=init), seed=0).means[0].double()
+    laws = {"gaussian": (torch.zeros(d, dtype=torch.float64), float(d)),
+            "data": (small.means.mean(0), float((small.means ** 2).sum(1).mean()) + d * small.var)}
+    (mean_g, sq_g), (mean_x, sq_x) = laws["gaussian"], laws["data"]
+    mean, sq = laws[init]
+    sq_norm = (means ** 2).sum(1)
+    se_mean, se_sq = means.std(0) / math.sqrt(M), float(sq_norm.std()) / math.sqrt(M)
+    assert float((mean_g - mean_x).abs().max() / se_mean.max()) > 10 and abs(sq_g - sq_x) / se_sq > 10
+    assert bool(((means.mean(0) - mean).abs() < 5 * se_mean).all()), (means.mean(0), mean)
+    assert abs(float(sq_norm.mean()) - sq) < 5 * se_sq, (float(sq_norm.mean()), sq)
+
+
 def test_protocol_refuses_bad_values():
     with pytest.raises(ValueError, match=r"Protocol.steps=0 must be a positive int"):
         Protocol(steps=0)
