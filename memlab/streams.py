@@ -1,4 +1,4 @@
-"""The named random streams of a seed: every generator the library and the chapters use comes from here.
+"""The named random streams of a seed: the one place every generator of the library and the chapters is to come from.
 
 A stream is named by (seed, name, index...). The training streams keep the integer seeds they had
 when the stored models were trained (so those models stay valid); every other stream is seeded
