@@ -28,7 +28,8 @@ import torch
 import memlab.train as T
 from memlab.experiments import Setting, coarse_grid, cores
 from memlab.schedule import alpha, sigma, time_grid
-from memlab.train import Protocol, init_state, learning_rate, noise_generator, train
+from memlab.streams import generator
+from memlab.train import Protocol, init_state, learning_rate, train
 
 
 def matmul_peak(n: int = 4096, repeats: int = 3) -> float:
@@ -59,7 +60,7 @@ def plain_loop(problem, Ms, protocol: Protocol, seed: int, steps: int) -> float:
     N, d = x0_all.shape
 
     def step(k):
-        gen = noise_generator(seed, k)
+        gen = generator(seed, "train_noise", k)
         t = grid[torch.randint(len(grid), (N,), generator=gen)].repeat(protocol.n_dup)
         z = torch.randn(protocol.n_dup * N, d, generator=gen)
         a, s = alpha(t)[:, None], sigma(t)[:, None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from memlab.denoisers import GMM
@@ -18,6 +19,7 @@ from memlab.loss import loss_per_time
 from memlab.metrics import memorization_ratio, nearest_distance
 from memlab.sampling import ddim
 from memlab.schedule import time_grid
+from memlab.streams import generator
 
 
 @dataclass(frozen=True)
@@ -43,17 +45,16 @@ class EvalSpec:
 def evaluate(gmm: GMM, problem: Problem, spec: EvalSpec, seed: int) -> list[dict]:
     """One record per model r of gmm (R models): plain floats and lists, ready for JSON.
 
-    The DDIM start noise and the loss noise come from generators seeded with `seed`,
-    the same for every model, so models are compared on common random numbers.
+    The DDIM start noise and the loss noise are the streams "ddim", "train_loss" and "test_loss"
+    of `seed` (memlab.streams), the same for every model, so models are compared on common
+    random numbers, and a model evaluated alone gets the numbers it gets in a batch.
     """
     d = problem.d
-    z = torch.randn(spec.n_samples, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    z = torch.randn(spec.n_samples, d, generator=generator(seed, "ddim"), dtype=torch.float64)
     ratio, lo, hi = memorization_ratio(ddim(gmm, z), problem.train, spec.level)
     times = time_grid()
-    train_loss = loss_per_time(gmm, problem.train, times, spec.n_noise,
-                               torch.Generator().manual_seed(seed + 1)).mean(1)          # [R, T]
-    test_loss = loss_per_time(gmm, problem.test, times, spec.n_noise,
-                              torch.Generator().manual_seed(seed + 2)).mean(1)
+    train_loss = loss_per_time(gmm, problem.train, times, spec.n_noise, generator(seed, "train_loss")).mean(1)  # [R, T]
+    test_loss = loss_per_time(gmm, problem.test, times, spec.n_noise, generator(seed, "test_loss")).mean(1)
     records = []
     for r in range(gmm.R):
         means = gmm.select(r).means[0]
@@ -66,3 +67,9 @@ def evaluate(gmm: GMM, problem: Problem, spec: EvalSpec, seed: int) -> list[dict
             "dist_true": nearest_distance(means, problem.means).tolist(),
         })
     return records
+
+
+def evaluate_stored(arrays: dict[str, np.ndarray], problem: Problem, spec: EvalSpec, seed: int) -> dict:
+    """evaluate() of one stored model: its float32 learned means [M, d] and scale [1], as trained."""
+    means = torch.from_numpy(arrays["means"]).double()[None]
+    return evaluate(GMM(means, torch.from_numpy(arrays["scale"]).double() ** 2), problem, spec, seed)[0]

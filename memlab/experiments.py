@@ -1,7 +1,10 @@
 """Profiles, the two-stage capacity grid, and resumable sweeps over the results store (SPEC 6).
 
 A sweep trains the models it does not find in the store (all capacities of a seed at once,
-checkpointing as it goes), evaluates them, and stores one entry per model. Because models
+checkpointing as it goes) and stores one entry per model: its learned parameters, under a key of
+what determines them (setting, seed, M, protocol and the code that trains). Each model's
+evaluation is a second entry, under a key of the model's key, the evaluation's spec and the code
+that evaluates: a changed evaluation re-evaluates the stored models without retraining them. Because models
 never interact and each model's initialisation and noise depend only on (seed, M), an entry
 is the same whichever other models it was trained with (up to float rounding: a batch pads
 its models to its largest M, which changes the order of some sums; the audit measures
@@ -21,9 +24,10 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from memlab.evaluate import EvalSpec, evaluate
+from memlab.evaluate import EvalSpec, evaluate_stored
 from memlab.gmm import Problem, make_problem
-from memlab.store import Store, code_version, make_key
+from memlab.store import Store, code_fingerprint, make_key
+from memlab.streams import generator
 from memlab.train import INITS, Protocol, TrainState, init_state, train
 
 MEMORIZES = 0.5
@@ -44,8 +48,7 @@ class Setting:
 
     def problem(self, seed: int) -> Problem:
         """The data of seed `seed` (means, training and held-out sets)."""
-        return make_problem(self.N, self.d, self.K, torch.Generator().manual_seed(seed), var=self.var,
-                            radius=self.radius)
+        return make_problem(self.N, self.d, self.K, generator(seed, "data"), var=self.var, radius=self.radius)
 
     def spec(self) -> dict:
         """The fields for a result's key; radius only when set, so that entries stored before
@@ -64,7 +67,6 @@ class Profile:
     evaluation: EvalSpec = field(default_factory=EvalSpec)
     refine: int = 10                  # extra capacities inside the transition band (SPEC 6: about 10)
     checkpoint_every: int = 2_000     # steps between checkpoints (our choice)
-    keep_means: bool = True           # store each model's learned means (not in the key; sweeps omit them)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,8 +98,8 @@ class Sweep:
     runs: tuple[tuple[Setting, tuple[int, ...]], ...]
 
     def profile(self, setting: Setting) -> Profile:
-        """The base profile on `setting`; its entries keep the evaluation, not the learned means."""
-        return replace(self.base, setting=setting, keep_means=False)
+        """The base profile on `setting`."""
+        return replace(self.base, setting=setting)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "base": self.base.to_dict(),
@@ -168,9 +170,19 @@ def first_memorizing(Ms: Sequence[int], ratios: Sequence[float]) -> int | None:
 
 
 def model_spec(profile: Profile, seed: int, M: int) -> dict:
-    """Everything that determines one trained model's entry; its hash is the entry's key."""
+    """Everything that determines one trained model's parameters; its hash is the model entry's key."""
     return {"setting": profile.setting.spec(), "seed": seed, "M": M, "protocol": profile.protocol.to_dict(),
-            "evaluation": profile.evaluation.to_dict(), "code": code_version()}
+            "code": training_code()}
+
+
+def training_code() -> str:
+    """The fingerprint of the code that draws the data and trains (memlab.store.code_fingerprint)."""
+    return code_fingerprint(Setting, Protocol, _train_group)
+
+
+def evaluation_spec(model_key: str, evaluation: EvalSpec) -> dict:
+    """Everything that determines a stored model's evaluation; its hash is the evaluation entry's key."""
+    return {"model": model_key, "evaluation": evaluation.to_dict(), "code": code_fingerprint(evaluate_stored)}
 
 
 def _state_arrays(state: TrainState) -> dict[str, np.ndarray]:
@@ -292,36 +304,54 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
         one_start = len({(profile.protocol.init, profile.protocol.init_var) for profile, _ in models}) == 1
         what = f"M={[M for *_, M in missing]}" if one_start else f"(init, init_var, M)={missing}"
         raise LookupError(f"profile {first.name!r}, seed {seed}: no stored result for {what} in {store.root} "
-                          f"(code version {code_version()}); run `python -m memlab.sweep "
+                          f"(training code {training_code()}); run `python -m memlab.sweep "
                           f"--{'profile' if one_start else 'ablation'} {first.name} --seeds {seed}` to compute them")
     if todo:
-        group = make_key({"group": [specs[i] for i in todo]})
-        resume = store.get(group, ".ckpt")
-        if resume:
-            state = _state_from(*resume, device)
-        else:
-            state = _stack([init_state(problem, [models[i][1]], models[i][0].protocol, seed, device) for i in todo])
-        while state.step < first.protocol.steps:
-            train(problem, state, first.protocol, seed, until=state.step + first.checkpoint_every, progress=progress)
-            if state.step < first.protocol.steps:
-                store.put(group, {"Ms": state.Ms, "models": [keys[i] for i in todo], "step": state.step,
-                                  "seconds": state.seconds},
-                          _state_arrays(state), kind=".ckpt")
-                if deadline is not None and time.monotonic() > deadline:
-                    raise OutOfTime(f"stopped at step {state.step} of {first.protocol.steps} (profile "
-                                    f"{first.name!r}, seed {seed}, M={state.Ms}); rerun to resume")
-        losses = np.asarray(state.losses).reshape(-1, len(todo))
-        for r, record in enumerate(evaluate(state.gmm(), problem, first.evaluation, seed)):
-            profile, M = models[todo[r]]
-            record.update(spec=specs[todo[r]], profile=profile.name, group_Ms=state.Ms, group_seconds=state.seconds)
-            arrays = {"scale": state.scale[r:r + 1].float().cpu().numpy(),
-                      "loss_curve": losses[:, r].astype(np.float32)}        # training loss every 100 steps
-            if profile.keep_means:
-                arrays["means"] = state.means[r, :M].float().cpu().numpy()
-            store.put(keys[todo[r]], record, arrays)
-            found[todo[r]] = store.get(keys[todo[r]])
-        store.drop(group, ".ckpt")
-    return [entry[0] for entry in found]
+        _train_group([models[i] for i in todo], [keys[i] for i in todo], [specs[i] for i in todo], seed, store,
+                     problem, progress, device, deadline)
+        found = [store.get(key) for key in keys]
+    return [_evaluated(profile, seed, key, *entry, problem, store)
+            for (profile, _), key, entry in zip(models, keys, found)]
+
+
+def _train_group(models: Sequence[tuple[Profile, int]], keys: Sequence[str], specs: Sequence[dict], seed: int,
+                 store: Store, problem: Problem, progress: bool, device: str, deadline: float | None) -> None:
+    """Train `models` as one batch (resuming its checkpoint), checkpointing as it goes, and store
+    each model's parameters (as trained: float32 in the paper's protocol) and training-loss curve under its key."""
+    first = models[0][0]
+    group = make_key({"group": list(specs)})
+    resume = store.get(group, ".ckpt")
+    if resume:
+        state = _state_from(*resume, device)
+    else:
+        state = _stack([init_state(problem, [M], profile.protocol, seed, device) for profile, M in models])
+    while state.step < first.protocol.steps:
+        train(problem, state, first.protocol, seed, until=state.step + first.checkpoint_every, progress=progress)
+        if state.step < first.protocol.steps:
+            store.put(group, {"Ms": state.Ms, "models": list(keys), "step": state.step, "seconds": state.seconds},
+                      _state_arrays(state), kind=".ckpt")
+            if deadline is not None and time.monotonic() > deadline:
+                raise OutOfTime(f"stopped at step {state.step} of {first.protocol.steps} (profile "
+                                f"{first.name!r}, seed {seed}, M={state.Ms}); rerun to resume")
+    losses = np.asarray(state.losses).reshape(-1, len(models))
+    for r, ((profile, M), key, spec) in enumerate(zip(models, keys, specs)):
+        record = {"spec": spec, "profile": profile.name, "M": M, "group_Ms": state.Ms, "group_seconds": state.seconds}
+        store.put(key, record, {"means": state.means[r, :M].cpu().numpy(), "scale": state.scale[r:r + 1].cpu().numpy(),
+                                "loss_curve": losses[:, r].astype(np.float32)})    # training loss every 100 steps
+    store.drop(group, ".ckpt")
+
+
+def _evaluated(profile: Profile, seed: int, key: str, record: dict, arrays: dict[str, np.ndarray],
+               problem: Problem, store: Store) -> dict:
+    """The model's record with its evaluation (evaluate_stored), from the store or computed and stored."""
+    spec = evaluation_spec(key, profile.evaluation)
+    entry = store.get(make_key(spec), ".eval")
+    if entry is None:
+        store.put(make_key(spec), {"spec": spec, **evaluate_stored(arrays, problem, profile.evaluation, seed)},
+                  kind=".eval")
+        entry = store.get(make_key(spec), ".eval")
+    evaluation = {k: v for k, v in entry[0].items() if k not in ("spec", "key", "arrays_sha256")}
+    return {**record, **evaluation, "evaluation": profile.evaluation.to_dict()}
 
 
 def ablation(profile: Profile, capacities: Sequence[float] = (0.7, 0.8, 0.9),

@@ -1,59 +1,106 @@
-"""The results store: one entry per trained model, under a key derived from all that determines it.
+"""The results store: entries under keys derived from all that determines them.
 
-An entry is `<key>.json` (the spec that made it, its evaluation, timing, and the sha256 of
-its arrays) plus `<key>.npz` (float32 arrays: the final parameters). Writes are atomic
-(temporary file, fsync, rename; the JSON last, so it marks a complete entry). Reading
-checks the JSON parses, names its own key, and that the arrays match their recorded hash;
-a corrupt or partial entry is reported, moved aside as `<name>.corrupt` and treated as
-missing, so it is recomputed and never silently reused.
+An entry is `<key><kind>.json` (the spec that made it, its results, timing, and the sha256 of
+its arrays) plus `<key><kind>.npz` (its arrays). A trained model is an entry of kind "" (its
+learned parameters, float32 as trained); its evaluation one of kind ".eval"; a run in progress
+a checkpoint ".ckpt", so sweeps resume mid-training across sessions. Writes are atomic
+(temporary file, fsync, rename; the JSON last, so it marks a complete entry). Reading checks
+the JSON parses, names its own key, and that the arrays match their recorded hash; a corrupt
+or partial entry is reported, moved aside as `<name>.corrupt` and treated as missing, so it is
+recomputed and never silently reused.
 
-A checkpoint (`<key>.ckpt.npz` + `.ckpt.json`) holds a run in progress, so sweeps resume
-mid-training across sessions.
-"""
+A key holds the fingerprint of the code that computes its entry (`code_fingerprint`): found
+by following, from the functions that compute it, every memlab function, class and constant
+they use, so that no list of modules has to be kept by hand."""
 
 from __future__ import annotations
 
 import ast
 import functools
 import hashlib
+import inspect
 import io
 import json
 import os
+import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-CODE_MODULES = ("schedule", "gmm", "denoisers", "loss", "sampling", "metrics", "train", "evaluate")
-"""The modules whose code determines a stored result; their code (not their comments or
-docstrings) enters every key, so changed code never reuses old results."""
-
-
-def _code_fingerprint(source: str) -> str:
-    """The module's syntax tree without docstrings: edits to prose do not change it."""
-    tree = ast.parse(source)
+def _strip(tree: ast.AST) -> ast.AST:
+    """The tree without docstrings and type annotations: edits to prose or hints do not change it."""
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
                 and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, annotate_fields=False)
+        if isinstance(node, (ast.arg, ast.AnnAssign)):
+            node.annotation = ast.Constant(None)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+    return tree
 
 
-def code_version() -> str:
-    """sha256 (16 hex digits) over the code of CODE_MODULES (read afresh at every call)."""
-    here = Path(__file__).resolve().parent
-    return _code_version(tuple((here / f"{name}.py").read_text() for name in CODE_MODULES))
+def _ours(obj) -> bool:
+    """A function or class defined in memlab."""
+    return (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__.split(".")[0] == "memlab"
 
 
-@functools.lru_cache(maxsize=4)
-def _code_version(sources: tuple[str, ...]) -> str:
-    """Cached on the sources: parsing them costs 50 ms, and a sweep asks for every model's key."""
+def _value(value, todo: list) -> str:
+    """A module constant as text; a memlab function or class inside it is named and queued."""
+    if _ours(value):
+        todo.append(value)
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__}({', '.join(_value(v, todo) for v in value)})"
+    if isinstance(value, (set, frozenset)):
+        return f"{type(value).__name__}({sorted(_value(v, todo) for v in value)})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_value(k, todo)}: {_value(v, todo)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def code_fingerprint(*roots) -> str:
+    """sha256 (16 hex digits) of the code that `roots` (functions or classes of memlab) run: their
+    source and, found by following the names it uses, every memlab function, class and module
+    constant they reach, without docstrings and type annotations. Editing anything on that path
+    changes it; editing prose, a type hint or code the roots never reach (a figure, a chapter) does not."""
+    return _fingerprint(tuple(roots))
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(roots: tuple) -> str:
+    """Cached: the code that runs is the code imported, so it is fixed for the process's life."""
+    texts, todo = {}, list(roots)
+    while todo:
+        obj = todo.pop()
+        name = f"{obj.__module__}.{obj.__qualname__}"
+        if name in texts:
+            continue
+        tree = _strip(ast.parse(textwrap.dedent(inspect.getsource(obj))))
+        texts[name] = ast.dump(tree, annotate_fields=False)
+        scope = vars(sys.modules[obj.__module__])
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and inspect.ismodule(scope.get(node.value.id)):
+                home, attr = scope[node.value.id], node.attr                   # module.attr
+            elif isinstance(node, ast.Name) and node.id in scope:
+                home, attr = sys.modules[obj.__module__], node.id
+            else:
+                continue
+            value = getattr(home, attr, None)
+            if not home.__name__.startswith("memlab"):
+                continue
+            if _ours(value):
+                todo.append(value)
+            elif not (inspect.ismodule(value) or callable(value)):           # a constant
+                texts[f"{home.__name__}.{attr}"] = _value(value, todo)
     h = hashlib.sha256()
-    for name, source in zip(CODE_MODULES, sources):
-        h.update(name.encode())
-        h.update(_code_fingerprint(source).encode())
+    for name in sorted(texts):
+        h.update(f"{name}\n{texts[name]}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -132,8 +179,8 @@ class Store:
         None if missing; a corrupt one is reported, moved aside and reported missing."""
         meta_path, npz_path = self._paths(key, kind)
         if not meta_path.exists():
-            elsewhere = [folder for folder in self.also if not kind and (folder / meta_path.name).exists()]
-            return Store(elsewhere[0]).get(key) if elsewhere else None
+            elsewhere = [folder for folder in self.also if kind != ".ckpt" and (folder / meta_path.name).exists()]
+            return Store(elsewhere[0]).get(key, kind) if elsewhere else None
         try:
             return self._read(key, kind)
         except CorruptEntry as err:

@@ -1,13 +1,8 @@
-"""The named random streams of a seed: the one place every generator of the library and the chapters is to come from.
+"""The named random streams of a seed: the one place every generator of the library and the chapters comes from.
 
 A stream is named by (seed, name, index...). The training streams keep the integer seeds they had
 when the stored models were trained (so those models stay valid); every other stream is seeded
 from a hash of (seed, name, index), so no two named streams of a seed share their draws.
-
-Not yet used by `memlab.evaluate` and the chapters: they still seed the DDIM starts like the data
-(so the first DDIM starts are the raw directions of the true means) and their loss noise with
-seed + 1, seed + 2. Moving them changes every stored evaluation, so it lands together with the
-store split (issue 15) that re-evaluates stored models without retraining them.
 
 - data:        the true means, training and held-out sets (`Setting.problem`): seed
 - init:        model M's initial parameters: seed * 1_000_003 + M

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from memlab.denoisers import GMM
 from memlab.gmm import Problem, sample_means, sample_mixture
 from memlab.schedule import alpha, noisy, sigma, time_grid
+from memlab.streams import generator
 
 Init = Literal["pmem", "gaussian", "sphere", "data"]
 INITS = ("pmem", "gaussian", "sphere", "data")
@@ -167,11 +168,6 @@ def initial_means(problem: Problem, M: int, protocol: Protocol, generator: torch
     return sample_mixture(problem.means, problem.var, M, generator)[0]
 
 
-def model_seed(seed: int, M: int) -> int:
-    """The seed of model M's initialisation: it depends on (seed, M) only, not on the other models."""
-    return seed * 1_000_003 + M
-
-
 @dataclass
 class TrainState:
     """Everything needed to resume: parameters, Adam and EMA state, step count. Padded [R, Mmax, d]."""
@@ -205,14 +201,15 @@ class TrainState:
 
 def init_state(problem: Problem, Ms: Sequence[int], protocol: Protocol, seed: int,
                device: str | torch.device = "cpu") -> TrainState:
-    """Initial state of the models with capacities Ms (each initialised from model_seed(seed, M)), on `device`."""
+    """Initial state of the models with capacities Ms on `device`; model M is initialised from stream
+    "init" of (seed, M), so it depends on (seed, M) only, not on the other models."""
     Ms = [int(M) for M in Ms]
     if not Ms or any(M < 1 for M in Ms):
         raise ValueError(f"capacities Ms={Ms} must be a non-empty list of positive ints")
     dtype = protocol.torch_dtype
     means = torch.zeros(len(Ms), max(Ms), problem.d, dtype=dtype)
     for r, M in enumerate(Ms):
-        gen = torch.Generator().manual_seed(model_seed(seed, M))
+        gen = generator(seed, "init", M)
         means[r, :M] = initial_means(problem, M, protocol, gen).to(dtype)
     scale = torch.full((len(Ms),), math.sqrt(protocol.init_var), dtype=dtype)
     means, scale = means.to(device), scale.to(device)
@@ -234,21 +231,16 @@ def model_groups(Ms: Sequence[int], B: int, device: torch.device) -> list[slice]
     return [slice(r, r + 1) for r in range(len(Ms))]
 
 
-def noise_generator(seed: int, step: int) -> torch.Generator:
-    """The generator of step `step`'s times and noise: one stream per step, shared by all models,
-    so a run resumed from a checkpoint draws exactly what an uninterrupted run would."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
-
-
 def draws(protocol: Protocol, seed: int, N: int, steps: range, grid: Tensor, d: int,
           device: torch.device = torch.device("cpu"), workers: int = 0, lookahead: int = 32):
     """The grid times [B] and noise [B, d] of each step in `steps`, on `device`, drawn on the CPU
-    from noise_generator(seed, step). With workers > 0 a pool of threads draws `lookahead` steps
+    from stream "train_noise" of (seed, step): one stream per step, shared by all models, so a run
+    resumed from a checkpoint draws exactly what an uninterrupted run would. With workers > 0 a pool of threads draws `lookahead` steps
     ahead (for a GPU, so that the CPU's random numbers do not hold it up); the numbers are the same."""
     pin = device.type == "cuda"
 
     def draw(k: int) -> tuple[Tensor, Tensor]:
-        gen = noise_generator(seed, k)
+        gen = generator(seed, "train_noise", k)
         t = grid[torch.randint(len(grid), (N,), generator=gen)].repeat(protocol.n_dup)
         z = torch.randn(protocol.n_dup * N, d, generator=gen, dtype=grid.dtype)
         return (t.pin_memory(), z.pin_memory()) if pin else (t, z)

@@ -9,7 +9,7 @@ import pytest
 from memlab.evaluate import EvalSpec
 from memlab.experiments import (Profile, Setting, coarse_grid, first_memorizing, get_profile, model_spec,
                                 refine_grid, run_models, transition_band)
-from memlab.store import Store, code_version, make_key
+from memlab.store import Store, make_key
 from memlab.train import Protocol
 
 
@@ -57,7 +57,8 @@ def test_keys_change_with_everything_that_determines_a_result():
     assert key != make_key(model_spec(base, 0, 11))
     assert key != make_key(model_spec(replace(base, protocol=replace(base.protocol, n_dup=11)), 0, 10))
     assert key != make_key(model_spec(replace(base, setting=replace(base.setting, d=31)), 0, 10))
-    assert len(code_version()) == 16
+    assert "evaluation" not in model_spec(base, 0, 10)                  # an evaluation has its own entry
+    assert len(model_spec(base, 0, 10)["code"]) == 16
 
 
 def test_transition_band_and_refinement():
@@ -117,7 +118,7 @@ def test_a_deadline_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
     from memlab.experiments import OutOfTime
 
     profile = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0,),
-                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7, keep_means=False)
+                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7)
     straight = run_models(profile, 0, [3, 12], Store(tmp_path / "a"), progress=False)
     store = Store(tmp_path / "b")
     with pytest.raises(OutOfTime, match=r"stopped at step 7 of 20 .*rerun to resume"):
@@ -126,7 +127,7 @@ def test_a_deadline_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
     resumed = run_models(profile, 0, [3, 12], store, progress=False)
     assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in straight]
     arrays = store.get(make_key(model_spec(profile, 0, 3)))[1]
-    assert set(arrays) == {"scale", "loss_curve"}                     # no means: keep_means=False
+    assert set(arrays) == {"means", "scale", "loss_curve"} and arrays["means"].shape == (3, 3)
 
 
 @pytest.mark.slow
@@ -144,7 +145,7 @@ def test_a_run_resumes_its_checkpoints_whatever_the_batching(tmp_path, monkeypat
     import memlab.experiments as E
 
     profile = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0,),
-                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7, keep_means=False)
+                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7)
     other = replace(profile, protocol=replace(profile.protocol, init="gaussian", init_var=1.0))
     models = [(profile, M) for M in (3, 5, 8, 12)] + ([(other, M) for M in (3, 8)] if two_starts else [])
     monkeypatch.setattr(E, "_pool", ThreadPoolExecutor)               # workers as threads: cheap, observable
@@ -262,7 +263,7 @@ def test_sweeps_share_the_store_of_their_profile():
 
     chapter = get_profile("ci")
     shared = get_sweep("ci").profile(chapter.setting)
-    assert shared.name == "ci" and not shared.keep_means
+    assert shared.name == "ci"
     assert model_spec(shared, 0, 40) == model_spec(chapter, 0, 40)         # the same entry as the chapter's
     assert len([s for s, _ in SWEEPS["paper"].runs if s.N <= 200]) == 64
     with pytest.raises(ValueError, match=r"sweep='big' must be one of \['ci', 'paper'\]"):
@@ -315,3 +316,83 @@ def test_radius_enters_the_key_only_when_set():
     near = replace(base, radius=0.5).problem(0)
     assert np.allclose(near.means.norm(dim=1).numpy(), 0.5)
     assert np.allclose(base.problem(0).means.norm(dim=1).numpy(), 3 ** 0.5)
+
+
+@pytest.mark.slow
+def test_a_changed_evaluation_reevaluates_the_stored_models_without_training_them(tmp_path, monkeypatch):
+    """Models and evaluations are separate entries: a new EvalSpec evaluates the stored parameters
+    (even with train_missing=False), and a model evaluated alone from its stored float32 parameters
+    gets the numbers of the batch it was trained in."""
+    import torch
+
+    import memlab.experiments as E
+    from memlab.denoisers import GMM
+    from memlab.evaluate import evaluate
+
+    profile = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0,),
+                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7)
+    store = Store(tmp_path / "s")
+    first = run_models(profile, 0, [3, 12], store, progress=False)
+    monkeypatch.setattr(E, "train", lambda *a, **k: pytest.fail("a stored model was retrained"))
+    more = replace(profile, evaluation=EvalSpec(n_samples=20, n_noise=3))
+    again = run_models(more, 0, [3, 12], store, progress=False, train_missing=False)
+    assert [r["group_seconds"] for r in again] == [r["group_seconds"] for r in first]     # the same trained models
+    assert [len(r["train_loss"]) for r in again] == [26, 26] and again[0]["evaluation"]["n_samples"] == 20
+    assert again[0]["train_loss"] != first[0]["train_loss"]                                 # evaluated anew
+    assert len(list((tmp_path / "s").glob("*.eval.json"))) == 4 and len(list((tmp_path / "s").glob("*.npz"))) == 6
+    # evaluated one at a time from the store = evaluated as one padded batch (float64 rounding)
+    arrays = [store.get(make_key(model_spec(profile, 0, M)))[1] for M in (3, 12)]
+    means = torch.zeros(2, 12, 3, dtype=torch.float64)
+    means[0, :3], means[1] = torch.from_numpy(arrays[0]["means"]), torch.from_numpy(arrays[1]["means"])
+    var = torch.from_numpy(np.concatenate([a["scale"] for a in arrays])).double() ** 2
+    mask = torch.arange(12)[None, :] < torch.tensor([3, 12])[:, None]
+    together = evaluate(GMM(means, var, mask), profile.setting.problem(0), more.evaluation, 0)
+    for alone, batched in zip(again, together):
+        assert alone["memorization"] == batched["memorization"] and alone["var"] == batched["var"]
+        np.testing.assert_allclose(alone["train_loss"], batched["train_loss"], rtol=1e-12)
+        np.testing.assert_allclose(alone["test_loss"], batched["test_loss"], rtol=1e-12)
+
+
+def test_the_code_in_a_key_is_the_code_that_runs(tmp_path):
+    """Editing any function, class or constant on the path from Setting to a stored model changes
+    the training code in its key; on the path of the evaluation, the evaluation's; a docstring,
+    a type hint, a figure or a sweep's list of settings changes neither (package copies, each
+    imported in a fresh interpreter)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import memlab
+
+    here = Path(memlab.__file__).parent
+    edits = {   # name: (file, old, new, changes training code, changes evaluation code)
+        "none": ("figures.py", "", "", False, False),
+        "Setting.problem": ("experiments.py", 'generator(seed, "data")', 'generator(seed + 0, "data")', True, False),
+        "make_problem": ("gmm.py", "N_TEST = 100", "N_TEST = 101", True, False),   # the eval key holds the model key
+        "learning_rate": ("train.py", "return protocol.peak_lr * k / warm", "return protocol.peak_lr * k / warm / 1",
+                          True, False),
+        "_stack": ("experiments.py", "width = max(", "width = 0 + max(", True, False),
+        "evaluate": ("evaluate.py", "spec.level)", "spec.level * 1)", False, True),
+        "ddim": ("sampling.py", "ratio = sigma(t_next) / sigma(t)", "ratio = sigma(t_next) / sigma(t) * 1", False, True),
+        "unreached": ("sampling.py", "def ddim(", "def unused():\n    return 1\n\n\ndef ddim(", False, False),
+        "a docstring": ("train.py", "Advance `state` (in place", "Advance the state (in place", False, False),
+        "a type hint": ("train.py", "log_every: int = 100", "log_every: float = 100", False, False),
+        "figures": ("figures.py", "\nimport", "\ndef extra():\n    return 1\n\n\nimport", False, False),
+        "SWEEPS": ("experiments.py", "for N in (20, 30, 40)]", "for N in (20, 30, 41)]", False, False),
+    }
+    probe = ("from memlab.experiments import training_code, evaluation_spec; from memlab.evaluate import EvalSpec;"
+             "print(training_code(), evaluation_spec('k', EvalSpec())['code'])")
+    codes = {}
+    for name, (file, old, new, *_) in edits.items():
+        copy = tmp_path / name.replace(" ", "_") / "memlab"
+        shutil.copytree(here, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        source = (copy / file).read_text()
+        assert source.count(old) >= 1, (name, old)
+        (copy / file).write_text(source.replace(old, new, 1))
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                             env={"PYTHONPATH": str(copy.parent), "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+        codes[name] = out.stdout.split()
+    base = codes["none"]
+    for name, (*_, trains, evaluates) in edits.items():
+        assert (codes[name][0] != base[0], codes[name][1] != base[1]) == (trains, evaluates), name

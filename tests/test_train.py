@@ -14,6 +14,7 @@ from memlab.denoisers import GMM
 from memlab.gmm import make_problem
 from memlab.loss import sample_loss
 from memlab.schedule import noisy, time_grid
+from memlab.streams import generator
 from memlab.train import Protocol, init_state, learning_rate, loss_and_grad, train
 
 
@@ -71,7 +72,7 @@ def test_step_matches_torch_adam_with_an_ema_of_updates(small):
     ema = [torch.zeros_like(means), torch.zeros_like(scale)]
     grid = time_grid()
     for k in range(10):
-        gen = T.noise_generator(5, k)
+        gen = generator(5, "train_noise", k)
         t = grid[torch.randint(26, (30,), generator=gen)].repeat(3)
         z = torch.randn(90, 4, generator=gen, dtype=torch.float64)
         m_ = means.clone().requires_grad_(True)
