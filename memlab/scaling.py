@@ -26,6 +26,7 @@ from memlab.denoisers import ideal, memorizing, partially_memorizing
 from memlab.gmm import Problem
 from memlab.loss import loss_per_time
 from memlab.schedule import psi, time_grid
+from memlab.streams import generator
 
 
 CAPACITY_STEPS = 50
@@ -42,12 +43,13 @@ def capacity_grid(N: int, n: int = CAPACITY_STEPS) -> list[int]:
 def hypothesis_losses(problem: Problem, Ms: Sequence[int], n_noise: int, seed: int) -> dict[str, Tensor]:
     """Training losses (x0 units, mean over the N training points) at every grid time.
 
-    Returns 'pmem' [len(Ms), T], 'ideal' [T], 'mem' [T]; all three see the same noise.
+    Returns 'pmem' [len(Ms), T], 'ideal' [T], 'mem' [T]; all three see the same noise (stream
+    "reference_loss" of `seed`).
     """
     times = time_grid()
 
     def mc(model):
-        return loss_per_time(model, problem.train, times, n_noise, torch.Generator().manual_seed(seed)).mean(1)
+        return loss_per_time(model, problem.train, times, n_noise, generator(seed, "reference_loss")).mean(1)
 
     return {"pmem": mc(partially_memorizing(problem.train, list(Ms))), "ideal": mc(ideal(problem))[0],
             "mem": mc(memorizing(problem.train))[0]}

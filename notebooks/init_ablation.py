@@ -49,6 +49,7 @@ from memlab.figures import publish, use_style
 from memlab.loss import loss_per_time
 from memlab.schedule import REPRESENTATIVE_INDEX, time_grid
 from memlab.store import make_key
+from memlab.streams import generator
 from memlab.sweep import profile_store
 from memlab.train import INITS, init_state
 
@@ -93,7 +94,7 @@ curves = [store.get(make_key(model_spec(variant, seed, M)))[1].get("loss_curve",
 # samples uniformly), by Monte Carlo on the same noise for every start.
 variants = {(variant.protocol.init, variant.protocol.init_var): variant for variant, _ in models}
 initial = torch.cat([loss_per_time(init_state(problem, Ms, variants[start].protocol, seed).gmm(), problem.train,
-                                   time_grid(), prof.evaluation.n_noise, torch.Generator().manual_seed(seed + 1),
+                                   time_grid(), prof.evaluation.n_noise, generator(seed, "reference_loss"),
                                    units="eps").mean((1, 2)) for start in starts])
 rows = []
 for (variant, M), record, curve, loss0 in zip(models, records, curves, initial.tolist()):
@@ -113,7 +114,7 @@ for column, name in (("initial loss", "initial ratio"), ("final loss", "final ra
 table["memorization difference"] = table["memorization"] - table["M"].map(paper_start["memorization"])
 # the ideal denoiser's held-out loss at the representative time, which a generalizing model reaches
 ideal_test = float(loss_per_time(ideal(problem), problem.test, time_grid(), prof.evaluation.n_noise,
-                                 torch.Generator().manual_seed(seed + 2))[0, :, REPRESENTATIVE_INDEX].mean())
+                                 generator(seed, "test_loss"))[0, :, REPRESENTATIVE_INDEX].mean())
 table["held-out / ideal"] = table["held-out loss"] / ideal_test
 random_starts = table[table.init != "pmem"]
 glue("parameters_text", Markdown(

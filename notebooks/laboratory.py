@@ -26,7 +26,7 @@ N: int = 200  # training samples (paper: 200)
 d: int = 50  # data dimension (paper: 50)
 K: int = 12  # components of the true mixture (paper: 12)
 var_star: float = 1.0  # component variance sigma*^2 of the data (paper: 1)
-seed: int = 0  # seed of the data draw; the Monte Carlo noise uses seed + 1
+seed: int = 0  # seed of the data draw and of every other stream of the chapter (memlab.streams)
 n_noise: int = 100  # noise draws per training point and time in Monte Carlo losses (paper's N_dup: 100)
 n_samples: int = 200  # DDIM samples per denoiser for memorization ratios (paper: 50)
 n_capacities: int = 20  # number of capacities on the grid N/n, 2N/n, ..., N
@@ -45,10 +45,11 @@ from memlab.metrics import memorization_ratio
 from memlab.sampling import ddim
 from memlab.scaling import crossing
 from memlab.schedule import REPRESENTATIVE_INDEX, psi, representative_time, time_grid
+from memlab.streams import generator
 from memlab.theory import generalizing_excess, memorizing_excess
 
 use_style()
-problem = make_problem(N, d, K, torch.Generator().manual_seed(seed), var=var_star)  # checks N, d, K
+problem = make_problem(N, d, K, generator(seed, "data"), var=var_star)  # checks N, d, K
 if not 1 <= n_capacities <= N:
     raise ValueError(f"n_capacities={n_capacities} must lie in [1, N={N}]")
 params = dict(N=N, d=d, K=K, var_star=var_star, seed=seed, n_noise=n_noise, n_samples=n_samples,
@@ -81,8 +82,8 @@ glue("K", K, display=False)
 # two exactly on (a subset of) the training points.
 
 # %%
-toy = make_problem(24, 2, 3, torch.Generator().manual_seed(seed), var=0.25, radius=2.0)
-z_toy = torch.randn(300, 2, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+toy = make_problem(24, 2, 3, generator(seed, "toy", 0), var=0.25, radius=2.0)
+z_toy = torch.randn(300, 2, generator=generator(seed, "toy", 1), dtype=torch.float64)
 toy_models = {"ideal": ideal(toy), "memorizing": memorizing(toy.train),
               "partially memorizing, M = 6 of 24": partially_memorizing(toy.train, [6])}
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), sharex=True, sharey=True)
@@ -119,7 +120,7 @@ publish(fig, "fig-laboratory-three-denoisers", pd.DataFrame(rows),
 # nearest), with 95% Wilson intervals:
 
 # %%
-z = torch.randn(n_samples, d, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+z = torch.randn(n_samples, d, generator=generator(seed, "ddim"), dtype=torch.float64)
 half = max(1, N // 2)
 models = {"ideal": ideal(problem), "memorizing": memorizing(problem.train),
           f"partially memorizing, M = {half}": partially_memorizing(problem.train, [half])}
@@ -150,7 +151,7 @@ Ms = sorted({max(1, round(N * (j + 1) / n_capacities)) for j in range(n_capaciti
 
 def monte_carlo(model, at):
     """Per-model, per-sample losses [R, N, T] with the chapter's common noise stream."""
-    return loss_per_time(model, problem.train, at, n_noise, torch.Generator().manual_seed(seed + 1))
+    return loss_per_time(model, problem.train, at, n_noise, generator(seed, "train_loss"))
 
 
 at_rep = t_rep[None]

@@ -53,6 +53,7 @@ from memlab.gmm import Problem
 from memlab.loss import weighting
 from memlab.scaling import capacity_grid, crossing, hypothesis_losses, weighted_gap
 from memlab.schedule import REPRESENTATIVE_INDEX, alpha, sigma, time_grid
+from memlab.streams import generator
 from memlab.sweep import profile_store
 from memlab.theory import crossover, generalizing_excess
 
@@ -125,7 +126,7 @@ glue("n_noise", n_noise, display=False)
 
 def top_weight(problem: Problem) -> dict[str, np.ndarray]:
     """Mean top posterior weight [T] of the ideal and the memorizing denoiser on noisy training points."""
-    g = torch.Generator().manual_seed(mc_seed)
+    g = generator(mc_seed, "reference_loss")
     out = {"ideal": [], "memorizing": []}
     for t in times:
         z = torch.randn(n_noise, N, d, generator=g, dtype=problem.train.dtype)

@@ -32,7 +32,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib import pyplot as plt
 from IPython.display import Markdown
 from myst_nb import glue
@@ -46,6 +45,7 @@ from memlab.experiments import PROFILES, get_profile, phase_transitions
 from memlab.figures import publish, use_style
 from memlab.loss import loss_per_time
 from memlab.schedule import REPRESENTATIVE_INDEX, representative_time, time_grid
+from memlab.streams import generator
 from memlab.sweep import profile_store
 
 use_style()
@@ -193,9 +193,9 @@ Ms = [int(M) for M in sub["M"]]
 n_noise = prof.evaluation.n_noise
 
 
-def reference_loss(model, x0, offset):
+def reference_loss(model, x0, stream):
     """Loss [R] at the representative time, on the noise stream of the trained models' evaluation."""
-    per = loss_per_time(model, x0, time_grid(), n_noise, torch.Generator().manual_seed(seed0 + offset))
+    per = loss_per_time(model, x0, time_grid(), n_noise, generator(seed0, stream))
     return per[..., REPRESENTATIVE_INDEX].mean(1)
 
 
@@ -203,11 +203,11 @@ pmem = partially_memorizing(problem.train, Ms)
 losses = pd.DataFrame({
     "M": Ms, "M/N": np.asarray(Ms) / N,
     "trained, train": sub["train loss"].to_numpy(), "trained, held-out": sub["test loss"].to_numpy(),
-    "pmem, train": reference_loss(pmem, problem.train, 1).numpy(),
-    "pmem, held-out": reference_loss(pmem, problem.test, 2).numpy(),
-    "ideal, train": float(reference_loss(ideal(problem), problem.train, 1)[0]),
-    "ideal, held-out": float(reference_loss(ideal(problem), problem.test, 2)[0]),
-    "memorizing, train": float(reference_loss(memorizing(problem.train), problem.train, 1)[0]),
+    "pmem, train": reference_loss(pmem, problem.train, "train_loss").numpy(),
+    "pmem, held-out": reference_loss(pmem, problem.test, "test_loss").numpy(),
+    "ideal, train": float(reference_loss(ideal(problem), problem.train, "train_loss")[0]),
+    "ideal, held-out": float(reference_loss(ideal(problem), problem.test, "test_loss")[0]),
+    "memorizing, train": float(reference_loss(memorizing(problem.train), problem.train, "train_loss")[0]),
 })
 fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
 ax.plot(losses["M/N"], losses["trained, train"], "o-", ms=4, label="trained")

@@ -161,23 +161,35 @@ summary
 # Stored results are reused only when their key matches, and the key includes the code that
 # computes them; still, the build checks it. It retrains the smallest stored model of the
 # reference profile's first seed from scratch, with the paper's full protocol, and compares
-# it with what is stored. A mismatch fails the build.
+# it with what is stored. On the machine that stored it the two agree to float32 rounding
+# (relative differences near 1e-6: the stored model was trained in a padded batch, which
+# orders some sums differently). A CPU with other vector units rounds differently, and the
+# protocol's 50,000 steps grow that difference. A stale result (changed data, protocol or
+# code) moves them by far more, so the audit allows a relative {glue:text}`audit_rtol:.0%` in
+# the variance and the training losses and {glue:text}`audit_samples` DDIM samples in the
+# memorization ratio; beyond that the build fails.
 
 # %%
+# A CI machine with another CPU measured 0.45% in the training loss and 0.42% in the variance
+# (M = 5, seed 0, 2 December 2026); same machine: about 1e-6.
+audit_rtol = 0.02
+audit_samples = 2
+glue("audit_rtol", audit_rtol, display=False)
+glue("audit_samples", audit_samples, display=False)
 audit_seed = ref.seeds[0]
 stored_Ms = sorted(compare[(compare.profile == ref.name) & (compare.seed == audit_seed)]["M/N"] * ref.setting.N)
 if stored_Ms:
     with tempfile.TemporaryDirectory() as scratch:
         check = audit(ref, audit_seed, int(round(stored_Ms[0])), ref_store, Store(scratch))
-    if abs(check["stored_memorization"] - check["recomputed_memorization"]) > 0 \
-            or abs(check["stored_var"] - check["recomputed_var"]) > 1e-5 * abs(check["stored_var"]) \
-            or check["max_rel_train_loss_diff"] > 1e-5:
+    check["rel_var_diff"] = abs(check["stored_var"] - check["recomputed_var"]) / abs(check["stored_var"])
+    if abs(check["stored_memorization"] - check["recomputed_memorization"]) > audit_samples / ref.evaluation.n_samples \
+            or check["rel_var_diff"] > audit_rtol or check["max_rel_train_loss_diff"] > audit_rtol:
         raise RuntimeError(f"stored result of {ref.name} does not reproduce: {check}")
     glue("audit_text", Markdown(f"The audit retrained M = {check['M']} (seed {check['seed']}) in "
          f"{check['recompute_seconds']:.0f} s: memorization ratio {check['recomputed_memorization']:.2f} "
          f"(stored {check['stored_memorization']:.2f}), variance {check['recomputed_var']:.4g} "
-         f"(stored {check['stored_var']:.4g}), training losses within a relative "
-         f"{check['max_rel_train_loss_diff']:.1e} of the stored ones."), display=False)
+         f"(stored {check['stored_var']:.4g}, a relative {check['rel_var_diff']:.1e}), training losses within "
+         f"a relative {check['max_rel_train_loss_diff']:.1e} of the stored ones."), display=False)
 else:
     check = {}
     glue("audit_text", Markdown(f"No stored result of the {ref.name} profile to audit."), display=False)

@@ -29,7 +29,7 @@ K: int = 12  # components of the true mixture (paper: 12)
 var_star: float = 1.0  # component variance sigma*^2 of the data (paper: 1)
 dims: list = [2, 5, 10, 20, 50, 100, 200, 500, 1000]  # data dimensions d of the sweep (paper: 50)
 m_ratio: float = 0.5  # capacity M/N of the partially memorizing denoiser
-seed: int = 0  # seed of the data draw; noise: seed + 1; random score vectors: seed + 2; extra draws: seed + 3
+seed: int = 0  # seed of the data draw and of the noise, score-vector and extra-draw streams (memlab.streams)
 n_noise: int = 8  # noise draws per training point and grid time
 n_draws: int = 5  # independent data draws for the representative-time losses and C
 n_vectors: int = 4000  # random score vectors per length n in the lemma figures
@@ -53,6 +53,7 @@ from memlab.loss import loss_per_time
 from memlab.metrics import (effective_number, set_deviation, set_gap, softmax_deviation, top_gap,
                             top_mass)
 from memlab.schedule import noisy, psi, representative_time, time_grid
+from memlab.streams import generator
 from memlab.sparsity import (expected_max_normal, gap_moments_ideal, gap_moments_memorizing,
                              nearest_neighbour_c, nominal_xhat0, runner_up_gap)
 from memlab.theory import generalizing_excess, set_bound, softmax_bound
@@ -126,7 +127,7 @@ for name, value in dict(N=N, K=K, M=M, n_noise=n_noise, n_draws=n_draws, n_vecto
 # $p = 1$ and $p = \infty$, which depend on the top weight alone.
 
 # %%
-vector_gen = torch.Generator().manual_seed(seed + 2)
+vector_gen = generator(seed, "vectors")
 tied_gaps = torch.linspace(0.0, 30.0, 301, dtype=torch.float64)
 lemma_rows = []
 fig, axes = plt.subplots(2, 3, figsize=(12, 6.6), sharex=True, sharey=True)
@@ -429,8 +430,8 @@ def excess_summary(loss, t, d):
 
 cell_rows = []
 for d in dims:
-    problem = make_problem(N, d, K, torch.Generator().manual_seed(seed), var=var_star)
-    noise_gen = torch.Generator().manual_seed(seed + 1)
+    problem = make_problem(N, d, K, generator(seed, "data"), var=var_star)
+    noise_gen = generator(seed, "reference_loss", d)
     models = laboratory(problem)
     m_mem, m_pmem = competitor_counts(problem)
     for t in times:
@@ -747,7 +748,7 @@ publish(fig, "fig-softmax-sparsity-approximations",
 # %%
 draw_rows = []
 for d in dims:
-    draws_gen = torch.Generator().manual_seed(seed + 3)
+    draws_gen = generator(seed, "draws", d)
     for draw in range(n_draws):
         problem = make_problem(N, d, K, draws_gen, var=var_star)
         noise_seed = int(torch.randint(2**62, (), generator=draws_gen))      # one noise stream for all models
