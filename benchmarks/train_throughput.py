@@ -158,6 +158,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=str, default=None)
     parser.add_argument("--ci-worker", type=int, nargs=3, metavar=("STEPS", "THREADS", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    T.keep_freed_memory()                                  # as training does (experiments.train_models)
     if args.ci_worker:                                     # one process of processes_vs_threads
         steps, threads, N = args.ci_worker
         torch.set_num_threads(threads)

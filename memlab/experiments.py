@@ -28,7 +28,7 @@ from memlab.evaluate import EvalSpec, evaluate_stored
 from memlab.gmm import Problem, make_problem
 from memlab.store import Store, code_fingerprint, make_key
 from memlab.streams import generator
-from memlab.train import INITS, Protocol, TrainState, init_state, train
+from memlab.train import INITS, Protocol, TrainState, init_state, keep_freed_memory, train
 
 MEMORIZES = 0.5
 """A model memorizes when its memorization ratio is >= 1/2; M_pt is the first such M (SPEC 7)."""
@@ -307,6 +307,7 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
                           f"(training code {training_code()}); run `python -m memlab.sweep "
                           f"--{'profile' if one_start else 'ablation'} {first.name} --seeds {seed}` to compute them")
     if todo:
+        keep_freed_memory()
         _train_group([models[i] for i in todo], [keys[i] for i in todo], [specs[i] for i in todo], seed, store,
                      problem, progress, device, deadline)
         found = [store.get(key) for key in keys]
@@ -395,6 +396,7 @@ def cores() -> int:
 
 def _one_thread() -> None:
     torch.set_num_threads(1)
+    keep_freed_memory()
 
 
 def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing: bool = True,
