@@ -20,8 +20,8 @@
 # sweep of settings, fits the line, and tests the account behind it: the transition happens
 # where the training loss of the partially memorizing denoiser $\mathrm{pmem}_M$ drops below
 # that of the ideal denoiser.
-# The book has it twice: {doc}`on the small ci sweep <linear_scaling>`, trained from scratch by
-# every build, and {doc}`on the paper's sweep <linear_scaling_paper>`, read from the results store.
+# The book has it twice: {doc}`on the small ci sweep <linear_scaling>`, trained in minutes and
+# stored, and {doc}`on the paper's sweep <linear_scaling_paper>`, read from the results store.
 
 # %% tags=["parameters"]
 sweep: str = "ci"  # which sweep: ci (trained here in minutes) or paper (the paper's 64 settings and two more N; stored)

@@ -18,7 +18,7 @@
 # samples are new points of the data distribution) to memorizing (their samples are
 # training points). This chapter trains them, with the paper's protocol or a cheaper one
 # (a *profile*), and measures where the switch happens. The book has it twice:
-# {doc}`with the cheap ci profile <phase_transition>`, trained from scratch by every build (the
+# {doc}`with the cheap ci profile <phase_transition>`, trained in minutes and stored (the
 # {doc}`appendix on profiles <profiles>` compares it with the paper's protocol), and
 # {doc}`with the paper's own profile <phase_transition_paper>`, read from the results store.
 
@@ -78,8 +78,9 @@ pd.DataFrame({"this profile": protocol.to_dict(), "paper": paper_protocol}).asty
 # the transition band is located on it (from the last $M$ with memorization ratio below 0.1
 # to the first at or above 0.9), and up to {glue:text}`refine` more capacities (those not already
 # on the coarse grid) refine the band. Trained
-# models come from the results store when their key (data, protocol, seed, code version)
-# matches, and are trained otherwise. {glue:md}`missing_seeds_text:myst`
+# models come from the results store when their key (data, protocol, seed, and the code that
+# trains) matches, and are trained otherwise; their evaluation likewise, keyed by the model and
+# the code that evaluates. {glue:md}`missing_seeds_text:myst`
 
 # %%
 store = profile_store(prof.name)
