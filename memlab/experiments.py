@@ -14,11 +14,11 @@ every finished model, and a resumed one trains only what is missing.
 
 from __future__ import annotations
 
-import multiprocessing
+import logging
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -208,15 +208,15 @@ class OutOfTime(RuntimeError):
 
 def run_models(profile: Profile, seed: int, Ms: Sequence[int], store: Store, progress: bool = True,
                problem: Problem | None = None, train_missing: bool = True, device: str = "cpu",
-               deadline: float | None = None, workers: int = 1) -> list[dict]:
+               deadline: float | None = None, workers: int = 1, scheduler: str | None = None) -> list[dict]:
     """Records of the models (profile, seed, M) for M in Ms: from the store, training what is missing
     on `device` (or, with train_missing=False, raising LookupError that names what is missing).
 
     deadline: a time.monotonic() after which training stops at its next checkpoint (OutOfTime).
-    workers: see train_models.
+    workers, scheduler: see train_models.
     """
     return train_models([(profile, M) for M in Ms], seed, store, progress, problem, train_missing, device, deadline,
-                        workers)
+                        workers, scheduler)
 
 
 def _training_part(profile: Profile) -> tuple:
@@ -233,9 +233,28 @@ def _stack(states: Sequence[TrainState]) -> TrainState:
     return TrainState([M for s in states for M in s.Ms], **padded, **rest)
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """`workers` spawned processes of one torch thread each."""
-    return ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), initializer=_one_thread)
+@contextmanager
+def _pool(workers: int, scheduler: str | None = None):
+    """A concurrent.futures executor on Dask: a LocalCluster of `workers` processes of one torch
+    thread each, or the running Dask cluster at address `scheduler` (its workers set to one torch
+    thread too), e.g. one of dask-jobqueue's on a Slurm or PBS machine room."""
+    from distributed import Client, LocalCluster, WorkerPlugin
+
+    class OneThread(WorkerPlugin):
+        """Every worker (also one restarted after a crash) trains with one torch thread."""
+
+        def setup(self, worker) -> None:
+            _one_thread()
+
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=None, silence_logs=logging.ERROR)
+    try:
+        with Client(scheduler or cluster) as client:
+            client.register_plugin(OneThread())
+            yield client.get_executor(pure=False)
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def _check_workers(workers) -> None:
@@ -266,7 +285,7 @@ def _checkpointed(store: Store, specs: Sequence[dict], skip: set[str]) -> list[l
 
 def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store, progress: bool = True,
                  problem: Problem | None = None, train_missing: bool = True, device: str = "cpu",
-                 deadline: float | None = None, workers: int = 1) -> list[dict]:
+                 deadline: float | None = None, workers: int = 1, scheduler: str | None = None) -> list[dict]:
     """run_models for models of several profiles that differ only in the protocol's init and
     init_var (the initialisation ablation): the missing ones are trained as one batch.
 
@@ -275,7 +294,8 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
     per core: small models share threads out poorly). The parts depend only on the models and
     `workers`, so a run resumed with the same `workers` finds its checkpoints; a checkpoint of
     missing models batched otherwise (a run stopped with other `workers`) is resumed first, as
-    it was batched, so no training is lost.
+    it was batched, so no training is lost. The processes are Dask workers: a LocalCluster's, or
+    those of the running cluster at address `scheduler`.
     """
     _check_workers(workers)
     if len({_training_part(profile) for profile, _ in models}) > 1:
@@ -283,7 +303,7 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
                          f"and init_var; got profiles {sorted({profile.name for profile, _ in models})}")
     specs = [model_spec(profile, seed, M) for profile, M in models]
     keys = [make_key(spec) for spec in specs]
-    dealt = workers > 1 and device == "cpu"
+    dealt = (workers > 1 or scheduler is not None) and device == "cpu"
     todo = [i for i, key in enumerate(keys) if store.get(key) is None] if train_missing else []
     if todo:
         order = sorted(range(len(models)), key=lambda i: (models[i][1], i))
@@ -295,7 +315,7 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
         stored = [[store.get(keys[i]) is not None for i in part] for part in parts]
         busy = [[models[i] for i in part] for part, done in zip(parts, stored) if not all(done)]
         if busy:                                    # even one part: every part trains with one thread
-            with _pool(len(busy)) as pool:
+            with _pool(len(busy), scheduler) as pool:
                 for future in [pool.submit(train_models, part, seed, store, progress, problem, True, device, deadline)
                                for part in busy]:
                     future.result()
@@ -375,19 +395,19 @@ def ablation(profile: Profile, capacities: Sequence[float] = (0.7, 0.8, 0.9),
 
 def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True,
                      train_missing: bool = True, device: str = "cpu", deadline: float | None = None,
-                     refine: bool = True, workers: int = 1) -> dict:
+                     refine: bool = True, workers: int = 1, scheduler: str | None = None) -> dict:
     """The two-stage grid for one seed: coarse grid, transition band, refinement (unless
     refine=False: the coarse grid alone, half the training of the ci profile), M_pt; "refined"
-    says whether the refinement was run. workers: each stage's, see train_models."""
+    says whether the refinement was run. workers, scheduler: each stage's, see train_models."""
     problem = profile.setting.problem(seed)
     coarse = coarse_grid(profile.setting.N)
     coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing, device, deadline,
-                                workers)
+                                workers, scheduler)
     ratios = [r["memorization"] for r in coarse_records]
     start, end = transition_band(coarse, ratios)
     fine = refine_grid(start, end, coarse, profile.refine) if refine else []
     fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing, device,
-                              deadline, workers) if fine else []
+                              deadline, workers, scheduler) if fine else []
     records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
     return {"seed": seed, "band": (start, end), "records": records, "refined": refine,
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}
@@ -403,14 +423,16 @@ def _one_thread() -> None:
     keep_freed_memory()
 
 
+
 def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing: bool = True,
-                      workers: int | None = None, refine: bool = True) -> list[dict | None]:
+                      workers: int | None = None, refine: bool = True, scheduler: str | None = None) -> list[dict | None]:
     """phase_transition (on the CPU) of each job (profile, seed, store), in the order given. With
     train_missing False, a job whose refinement is not stored gives its coarse grid alone
     ("refined" False), and one whose coarse grid is not stored gives None.
 
-    Jobs whose models are all stored are read here; the others train in `workers` processes
-    (default: one per available core) of one torch thread each, largest N first. The ci models are
+    Jobs whose models are all stored are read here; the others train in `workers` Dask worker
+    processes (default: one per available core) of one torch thread each, largest N first, or on
+    the running Dask cluster at address `scheduler`. The ci models are
     so small that a step is mostly the fixed cost of its tensor operations, which threads share out
     poorly (benchmarks/train_throughput.py measures the gain; the ci linear-scaling chapter went
     from 12m26s to 8m16s on two cores). Every job trains with one thread whatever the number of
@@ -435,7 +457,7 @@ def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing:
     workers = cores() if workers is None else workers
     _check_workers(workers)
     todo.sort(key=lambda i: -jobs[i][0].setting.N)
-    with _pool(min(workers, len(todo))) as pool:
+    with _pool(min(workers, len(todo)), scheduler) as pool:
         futures = {i: pool.submit(phase_transition, *jobs[i], progress=False, refine=refine) for i in todo}
         for i, future in futures.items():
             results[i] = future.result()

@@ -4,6 +4,7 @@
     python -m memlab.sweep --scaling paper [--seeds 0] [--store results] [--threads N] [--device cuda]
     python -m memlab.sweep --ablation paper [--seeds 0]
     python -m memlab.sweep --profile paper --seeds 0 --workers 2
+    python -m memlab.sweep --scaling paper --workers 10 --scheduler tcp://host:8786
 
 --profile runs one setting's seeds (the phase-transition chapter); --ablation the
 initialisation ablation of a profile for its first seed or --seeds (its chapter's default
@@ -12,7 +13,9 @@ linear-scaling chapter), or with --seeds only those seeds of each setting. Given
 they run in that order, and --seeds applies to each. --minutes stops at the first
 checkpoint after that long.
 --workers N deals each batch of models into N processes of one torch thread each (one per
-core; faster than N threads); checkpoints of another batching are resumed as they were batched.
+core; faster than N threads): the workers of a Dask LocalCluster, or with --scheduler ADDRESS
+those of a running Dask cluster (e.g. dask-jobqueue's on Slurm or PBS); checkpoints of another
+batching are resumed as they were batched.
 
 Interrupt it at any time: finished models are stored, the models in training are
 checkpointed every `checkpoint_every` steps, and the next run picks up from there.
@@ -50,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: the profile's seeds (--profile), its first seed (--ablation), "
                              "each setting's seeds (--scaling)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="train each batch of models in this many one-thread processes (CPU only)")
+                        help="train each batch of models in this many one-thread Dask worker processes (CPU only)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="train on the running Dask cluster at this address (tcp://host:8786) instead of a "
+                             "LocalCluster; each batch is dealt into --workers parts")
     parser.add_argument("--store", type=Path, default=STORE)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
@@ -70,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("name a --profile, an --ablation, a --scaling sweep, or several")
     if args.workers < 1 or (args.workers > 1 and args.device != "cpu"):
         parser.error(f"--workers={args.workers} must be >= 1, and more than 1 only with --device cpu")
+    if args.scheduler is not None and (args.device != "cpu" or "://" not in args.scheduler):
+        parser.error(f"--scheduler={args.scheduler!r} must be a Dask scheduler address such as tcp://host:8786, "
+                     "and only with --device cpu")
     work = []                                                   # (what, profile, seed) in order
     if args.profile:
         profile = get_profile(args.profile)
@@ -91,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if what == "ablation":
                 records = train_models(ablation(profile), seed, store, device=args.device, deadline=deadline,
-                                       workers=args.workers)
+                                       workers=args.workers, scheduler=args.scheduler)
                 summary = "init/init_var/M:ratio " + " ".join(
                     f"{r['spec']['protocol']['init']}/{r['spec']['protocol']['init_var']:g}/{r['M']}:"
                     f"{r['memorization']:.2f}" for r in records)
             else:
                 result = phase_transition(profile, seed, store, device=args.device, deadline=deadline,
-                                          workers=args.workers)
+                                          workers=args.workers, scheduler=args.scheduler)
                 summary = f"M_pt={result['M_pt']} band={result['band']}\n  M:ratio " + " ".join(
                     f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
         except OutOfTime as stop:

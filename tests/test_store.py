@@ -235,6 +235,7 @@ def test_the_command_line_runs_a_profile_then_its_ablation_into_the_store(tmp_pa
     (["--profile", "ci", "--device", "tpu"], "--device='tpu' must be 'cpu' or, on a machine with a GPU, 'cuda'"),
     (["--profile", "nope"], "invalid choice: 'nope'"),
     (["--profile", "ci", "--workers", "0"], "--workers=0 must be >= 1, and more than 1 only with --device cpu"),
+    (["--profile", "ci", "--scheduler", "localhost"], "--scheduler='localhost' must be a Dask scheduler address"),
 ])
 def test_sweep_command_line_refuses_bad_arguments(argv, message, capsys):
     from memlab.sweep import main
@@ -295,7 +296,7 @@ def test_parallel_phase_transitions_equal_serial_ones_and_read_stored_jobs_in_pl
         assert [r["var"] for r in a["records"]] == [r["var"] for r in b["records"]]
     assert [r["spec"]["setting"]["N"] for r in parallel[1]["records"]][:1] == [16]
 
-    monkeypatch.setattr(E, "ProcessPoolExecutor", None)               # no pool may start now
+    monkeypatch.setattr(E, "_pool", None)                             # no pool may start now
     assert E.phase_transitions([(p, s, Store(tmp_path / "pool")) for p, s in jobs]) == parallel
     assert E.phase_transitions([(p, 2, Store(tmp_path / "pool")) for p, _ in jobs[:1]],
                                train_missing=False) == [None]
@@ -396,3 +397,31 @@ def test_the_code_in_a_key_is_the_code_that_runs(tmp_path):
     base = codes["none"]
     for name, (*_, trains, evaluates) in edits.items():
         assert (codes[name][0] != base[0], codes[name][1] != base[1]) == (trains, evaluates), name
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_trains_stops_resumes_and_serves_by_address(tmp_path):
+    """Real Dask workers: a LocalCluster run stopped at its deadline leaves one checkpoint per
+    worker's part; a running cluster named by address resumes them with one torch thread per
+    worker, and the models equal those of an uninterrupted run."""
+    import time
+
+    import torch
+    from distributed import Client, LocalCluster
+
+    import memlab.experiments as E
+
+    profile = Profile("tiny", Setting(12, 3, 2), Protocol(steps=20, n_dup=2, peak_lr=1e-2), seeds=(0,),
+                      evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7)
+    models = [(profile, M) for M in (3, 5, 8, 12)]
+    store = Store(tmp_path / "s")
+    with pytest.raises(E.OutOfTime, match="stopped at step 7 of 20"):
+        E.train_models(models, 0, store, progress=False, deadline=time.monotonic(), workers=2)
+    assert sorted(record["Ms"] for record in store.checkpoints().values()) == [[3, 8], [5, 12]]
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        resumed = E.train_models(models, 0, store, progress=False, workers=2, scheduler=cluster.scheduler_address)
+        with Client(cluster) as client:
+            assert set(client.run(torch.get_num_threads).values()) == {1}
+    assert store.checkpoints() == {}
+    straight = E.train_models(models, 0, Store(tmp_path / "t"), progress=False, workers=2)
+    assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in straight]
