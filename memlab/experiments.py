@@ -234,7 +234,7 @@ def _stack(states: Sequence[TrainState]) -> TrainState:
 
 
 @contextmanager
-def _pool(workers: int, scheduler: str | None = None):
+def worker_pool(workers: int, scheduler: str | None = None):
     """A concurrent.futures executor on Dask: a LocalCluster of `workers` processes of one torch
     thread each, or the running Dask cluster at address `scheduler` (its workers set to one torch
     thread too), e.g. one of dask-jobqueue's on a Slurm or PBS machine room."""
@@ -315,7 +315,7 @@ def train_models(models: Sequence[tuple[Profile, int]], seed: int, store: Store,
         stored = [[store.get(keys[i]) is not None for i in part] for part in parts]
         busy = [[models[i] for i in part] for part, done in zip(parts, stored) if not all(done)]
         if busy:                                    # even one part: every part trains with one thread
-            with _pool(len(busy), scheduler) as pool:
+            with worker_pool(len(busy), scheduler) as pool:
                 for future in [pool.submit(train_models, part, seed, store, progress, problem, True, device, deadline)
                                for part in busy]:
                     future.result()
@@ -457,7 +457,7 @@ def phase_transitions(jobs: Sequence[tuple[Profile, int, Store]], train_missing:
     workers = cores() if workers is None else workers
     _check_workers(workers)
     todo.sort(key=lambda i: -jobs[i][0].setting.N)
-    with _pool(min(workers, len(todo)), scheduler) as pool:
+    with worker_pool(min(workers, len(todo)), scheduler) as pool:
         futures = {i: pool.submit(phase_transition, *jobs[i], progress=False, refine=refine) for i in todo}
         for i, future in futures.items():
             results[i] = future.result()

@@ -26,11 +26,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
-from memlab.experiments import PROFILES, SWEEPS, OutOfTime, ablation, get_profile, phase_transition, train_models
+from memlab.experiments import (PROFILES, SWEEPS, OutOfTime, Profile, ablation, get_profile, phase_transition,
+                                train_models, worker_pool)
 from memlab.store import Store
 
 STORE = Path(__file__).resolve().parent.parent / "results"
@@ -71,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--device={args.device!r} must be 'cpu' or, on a machine with a GPU, 'cuda'")
     if args.minutes is not None and not args.minutes > 0:
         parser.error(f"--minutes={args.minutes} must be > 0")
-    deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
     if not (args.profile or args.ablation or args.scaling):
         parser.error("name a --profile, an --ablation, a --scaling sweep, or several")
     if args.workers < 1 or (args.workers > 1 and args.device != "cpu"):
@@ -86,35 +88,55 @@ def main(argv: list[str] | None = None) -> int:
     if args.ablation:
         profile = get_profile(args.ablation)
         work += [("ablation", profile, seed) for seed in (profile.seeds[:1] if args.seeds is None else args.seeds)]
+    runs = []                                                   # the scaling sweep's, in its order
     if args.scaling:
         sweep = SWEEPS[args.scaling]
-        runs = [(setting, seed) for setting, seeds in sweep.runs for seed in seeds]
-        chosen = [(setting, seed) for setting, seed in runs if args.seeds is None or seed in args.seeds]
+        every = [(setting, seed) for setting, seeds in sweep.runs for seed in seeds]
+        chosen = [(setting, seed) for setting, seed in every if args.seeds is None or seed in args.seeds]
         if not chosen:
             parser.error(f"--seeds={args.seeds} selects no run of the {args.scaling!r} sweep; "
-                         f"its seeds are {sorted({seed for _, seed in runs})}")
-        work += [("transition", sweep.profile(setting), seed) for setting, seed in chosen]
-    for what, profile, seed in work:
-        store = profile_store(profile.name, args.store)
-        start = time.perf_counter()
-        try:
-            if what == "ablation":
-                records = train_models(ablation(profile), seed, store, device=args.device, deadline=deadline,
-                                       workers=args.workers, scheduler=args.scheduler)
-                summary = "init/init_var/M:ratio " + " ".join(
-                    f"{r['spec']['protocol']['init']}/{r['spec']['protocol']['init_var']:g}/{r['M']}:"
-                    f"{r['memorization']:.2f}" for r in records)
-            else:
-                result = phase_transition(profile, seed, store, device=args.device, deadline=deadline,
-                                          workers=args.workers, scheduler=args.scheduler)
-                summary = f"M_pt={result['M_pt']} band={result['band']}\n  M:ratio " + " ".join(
-                    f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
-        except OutOfTime as stop:
-            print(f"out of time: {stop}", flush=True)
+                         f"its seeds are {sorted({seed for _, seed in every})}")
+        runs = [("transition", sweep.profile(setting), seed) for setting, seed in chosen]
+    stop_at = None if args.minutes is None else time.time() + 60 * args.minutes
+    parallel = args.workers > 1 or args.scheduler is not None
+    for what, profile, seed in work + (runs if not parallel else []):   # each batch dealt into the workers
+        summary = _run(what, profile, seed, args.store, args.device, stop_at, args.workers, args.scheduler)
+        print(summary, flush=True)
+        if summary.startswith("out of time"):
             return 0
-        print(f"{what}: profile={profile.name} setting={profile.setting} seed={seed} "
-              f"({time.perf_counter() - start:.0f} s)\n  {summary}", flush=True)
+    if runs and parallel:                   # a sweep's runs are many: each (setting, seed) one Dask task
+        import memlab.sweep as tasks        # by reference, also when this module runs as __main__
+        with worker_pool(args.workers, args.scheduler) as pool:
+            futures = [pool.submit(tasks._run, what, profile, seed, args.store, args.device, stop_at)
+                       for what, profile, seed in runs]
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"{args.scaling} sweep runs"):
+                print(future.result(), flush=True)
     return 0
+
+
+def _run(what: str, profile: Profile, seed: int, root: Path, device: str, stop_at: float | None, workers: int = 1,
+         scheduler: str | None = None) -> str:
+    """One run of the sweep (a Dask task or here): its summary, or 'out of time: ...' at the deadline
+    `stop_at` (time.time(), so that it holds on every machine of a cluster)."""
+    store = profile_store(profile.name, root)
+    deadline = None if stop_at is None else time.monotonic() + stop_at - time.time()
+    start = time.perf_counter()
+    try:
+        if what == "ablation":
+            records = train_models(ablation(profile), seed, store, device=device, deadline=deadline, workers=workers,
+                                   scheduler=scheduler)
+            summary = "init/init_var/M:ratio " + " ".join(
+                f"{r['spec']['protocol']['init']}/{r['spec']['protocol']['init_var']:g}/{r['M']}:"
+                f"{r['memorization']:.2f}" for r in records)
+        else:
+            result = phase_transition(profile, seed, store, progress=scheduler is None and workers == 1, device=device,
+                                      deadline=deadline, workers=workers, scheduler=scheduler)
+            summary = f"M_pt={result['M_pt']} band={result['band']}\n  M:ratio " + " ".join(
+                f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
+    except OutOfTime as stop:
+        return f"out of time: {stop}"
+    return (f"{what}: profile={profile.name} setting={profile.setting} seed={seed} "
+            f"({time.perf_counter() - start:.0f} s)\n  {summary}")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ def test_a_run_resumes_its_checkpoints_whatever_the_batching(tmp_path, monkeypat
                       evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7)
     other = replace(profile, protocol=replace(profile.protocol, init="gaussian", init_var=1.0))
     models = [(profile, M) for M in (3, 5, 8, 12)] + ([(other, M) for M in (3, 8)] if two_starts else [])
-    monkeypatch.setattr(E, "_pool", ThreadPoolExecutor)               # workers as threads: cheap, observable
+    monkeypatch.setattr(E, "worker_pool", ThreadPoolExecutor)         # workers as threads: cheap, observable
     store = Store(tmp_path / "s")
     with pytest.raises(E.OutOfTime, match="stopped at step 7 of 20"):
         E.train_models(models, 0, store, progress=False, deadline=time.monotonic(), workers=stop_workers)
@@ -296,7 +296,7 @@ def test_parallel_phase_transitions_equal_serial_ones_and_read_stored_jobs_in_pl
         assert [r["var"] for r in a["records"]] == [r["var"] for r in b["records"]]
     assert [r["spec"]["setting"]["N"] for r in parallel[1]["records"]][:1] == [16]
 
-    monkeypatch.setattr(E, "_pool", None)                             # no pool may start now
+    monkeypatch.setattr(E, "worker_pool", None)                       # no pool may start now
     assert E.phase_transitions([(p, s, Store(tmp_path / "pool")) for p, s in jobs]) == parallel
     assert E.phase_transitions([(p, 2, Store(tmp_path / "pool")) for p, _ in jobs[:1]],
                                train_missing=False) == [None]
@@ -425,3 +425,26 @@ def test_a_dask_cluster_trains_stops_resumes_and_serves_by_address(tmp_path):
     assert store.checkpoints() == {}
     straight = E.train_models(models, 0, Store(tmp_path / "t"), progress=False, workers=2)
     assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in straight]
+
+
+@pytest.mark.slow
+def test_the_scaling_sweep_runs_each_setting_as_a_dask_task_and_resumes(tmp_path, monkeypatch, capsys):
+    """--scaling with --workers 2: every (setting, seed) is a task of a LocalCluster; a run stopped
+    by --minutes keeps each task's checkpoint, and the rerun finishes them and stores what a run
+    read back here finds."""
+    import memlab.experiments as E
+    from memlab.sweep import main
+
+    tiny = Profile("tiny", Setting(12, 3, 2), Protocol(steps=2000, n_dup=2, peak_lr=1e-2), seeds=(0,),
+                   evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7, refine=2)
+    monkeypatch.setitem(E.SWEEPS, "tiny", E.Sweep("tiny", tiny, ((Setting(12, 3, 2), (0,)), (Setting(10, 3, 2), (0,)))))
+    assert main(["--scaling", "tiny", "--workers", "2", "--minutes", "1e-4", "--store", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("out of time") == 2
+    assert len(Store(tmp_path / "tiny").checkpoints()) == 2
+    assert main(["--scaling", "tiny", "--workers", "2", "--store", str(tmp_path)]) == 0
+    finished = capsys.readouterr().out
+    assert finished.count("transition: profile=tiny") == 2 and Store(tmp_path / "tiny").checkpoints() == {}
+    for N in (12, 10):
+        run = E.phase_transition(replace(tiny, setting=Setting(N, 3, 2)), 0, Store(tmp_path / "tiny"), progress=False,
+                                 train_missing=False)
+        assert f"setting=Setting(N={N}" in finished and f"M_pt={run['M_pt']} band={run['band']}" in finished
