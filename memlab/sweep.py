@@ -129,8 +129,8 @@ def _run(what: str, profile: Profile, seed: int, root: Path, device: str, stop_a
                 f"{r['spec']['protocol']['init']}/{r['spec']['protocol']['init_var']:g}/{r['M']}:"
                 f"{r['memorization']:.2f}" for r in records)
         else:
-            result = phase_transition(profile, seed, store, progress=scheduler is None and workers == 1, device=device,
-                                      deadline=deadline, workers=workers, scheduler=scheduler)
+            result = phase_transition(profile, seed, store, device=device, deadline=deadline, workers=workers,
+                                      scheduler=scheduler)
             summary = f"M_pt={result['M_pt']} band={result['band']}\n  M:ratio " + " ".join(
                 f"{r['M']}:{r['memorization']:.2f}" for r in result["records"])
     except OutOfTime as stop:
