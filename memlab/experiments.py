@@ -247,7 +247,7 @@ def worker_pool(workers: int, scheduler: str | None = None):
             _one_thread()
 
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=None, silence_logs=logging.ERROR)
+                                                  dashboard_address=":0", silence_logs=logging.ERROR)
     try:
         with Client(scheduler or cluster) as client:
             client.register_plugin(OneThread())

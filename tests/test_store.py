@@ -418,7 +418,7 @@ def test_a_dask_cluster_trains_stops_resumes_and_serves_by_address(tmp_path):
     with pytest.raises(E.OutOfTime, match="stopped at step 7 of 20"):
         E.train_models(models, 0, store, progress=False, deadline=time.monotonic(), workers=2)
     assert sorted(record["Ms"] for record in store.checkpoints().values()) == [[3, 8], [5, 12]]
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
         resumed = E.train_models(models, 0, store, progress=False, workers=2, scheduler=cluster.scheduler_address)
         with Client(cluster) as client:
             assert set(client.run(torch.get_num_threads).values()) == {1}
