@@ -26,7 +26,8 @@ import time
 import torch
 
 import memlab.train as T
-from memlab.experiments import Setting, coarse_grid, cores
+from memlab.experiments import Setting, cores
+from memlab.grid import coarse_grid
 from memlab.schedule import alpha, sigma, time_grid
 from memlab.streams import generator
 from memlab.train import Protocol, init_state, learning_rate, train

@@ -26,15 +26,10 @@ import torch
 
 from memlab.evaluate import EvalSpec, evaluate_stored
 from memlab.gmm import Problem, make_problem
+from memlab.grid import coarse_grid, first_memorizing, refine_grid, transition_band
 from memlab.store import Store, code_fingerprint, make_key
 from memlab.streams import generator
 from memlab.train import INITS, Protocol, TrainState, init_state, keep_freed_memory, train
-
-MEMORIZES = 0.5
-"""A model memorizes when its memorization ratio is >= 1/2; M_pt is the first such M (SPEC 7)."""
-BAND = (0.1, 0.9)
-"""The transition starts where the ratio first reaches 0.1 and ends where it reaches 0.9 (SPEC 6)."""
-
 
 @dataclass(frozen=True)
 class Setting:
@@ -141,36 +136,6 @@ def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"profile={name!r} must be one of {sorted(PROFILES)}")
     return PROFILES[name]
-
-
-def coarse_grid(N: int, n: int = 10) -> list[int]:
-    """M = N/n, 2N/n, ..., N (rounded, distinct)."""
-    return sorted({max(1, round(N * j / n)) for j in range(1, n + 1)})
-
-
-def transition_band(Ms: Sequence[int], ratios: Sequence[float]) -> tuple[int, int]:
-    """(start, end) of the transition on a coarse grid (SPEC 6).
-
-    start: the last M with ratio < 0.1 before the first M with ratio >= 0.1 (0 if the first M
-    already reaches it); end: the first M with ratio >= 0.9 after one below 0.9 (the largest
-    M if none reaches it).
-    """
-    lo, hi = BAND
-    first_up = next((i for i, r in enumerate(ratios) if r >= lo), len(Ms) - 1)
-    start = Ms[first_up - 1] if first_up > 0 else 0
-    end = next((Ms[i] for i in range(first_up, len(Ms)) if ratios[i] >= hi), Ms[-1])
-    return start, end
-
-
-def refine_grid(start: int, end: int, exclude: Sequence[int], n: int = 10) -> list[int]:
-    """About n capacities evenly spaced strictly inside (start, end), none of them in exclude."""
-    inside = np.linspace(start, end, n + 2)[1:-1]
-    return sorted({int(round(m)) for m in inside} - set(exclude) - {start, end})
-
-
-def first_memorizing(Ms: Sequence[int], ratios: Sequence[float]) -> int | None:
-    """M_pt: the first M whose memorization ratio is >= 1/2, or None."""
-    return next((M for M, r in sorted(zip(Ms, ratios)) if r >= MEMORIZES), None)
 
 
 def model_spec(profile: Profile, seed: int, M: int) -> dict:

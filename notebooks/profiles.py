@@ -37,9 +37,10 @@ from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: tqdm prints text bars
 
 from memlab.evaluate import evaluate
-from memlab.experiments import (PROFILES, audit, coarse_grid, get_profile, phase_transition, phase_transitions,
+from memlab.experiments import (PROFILES, audit, get_profile, phase_transition, phase_transitions,
                                 run_models)
 from memlab.figures import publish, use_style
+from memlab.grid import coarse_grid
 from memlab.store import Store
 from memlab.sweep import profile_store
 from memlab.train import init_state, train

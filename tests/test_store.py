@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from memlab.evaluate import EvalSpec
-from memlab.experiments import (Profile, Setting, coarse_grid, first_memorizing, get_profile, model_spec,
-                                refine_grid, run_models, transition_band)
+from memlab.experiments import (Profile, Setting, get_profile, model_spec,
+                                run_models)
+from memlab.grid import coarse_grid, first_memorizing, refine_grid, transition_band
 from memlab.store import Store, make_key
 from memlab.train import Protocol
 
