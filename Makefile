@@ -24,17 +24,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
 
 # Trains and stores models (resumable): make results PROFILE=paper SEEDS="0 1 2", make results SCALING=paper [SEEDS=0],
-# make results ABLATION=paper (the initialisation ablation); WORKERS=2: one one-thread process per core
+# make results ABLATION=paper (the initialisation ablation), make results PROFILE=paper_fast SEEDS=0
+# CAPACITIES="127 135" (those M only); WORKERS=2: one one-thread process per core
 # (Dask LocalCluster workers); SCHEDULER=tcp://host:8786: the workers of a running Dask cluster instead
 PROFILE ?=
 ABLATION ?=
 SCALING ?=
 SEEDS ?=
+CAPACITIES ?=
 WORKERS ?=
 SCHEDULER ?=
 results: $(STAMP)
 	$(BIN)/python -m memlab.sweep $(if $(PROFILE),--profile $(PROFILE)) $(if $(ABLATION),--ablation $(ABLATION)) \
 		$(if $(SCALING),--scaling $(SCALING)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(CAPACITIES),--capacities $(CAPACITIES)) \
 		$(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 # Paper-scale runs on a GPU machine, with that machine's own python3 and PyTorch (no .venv):

@@ -20,13 +20,14 @@ import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
 from memlab.evaluate import EvalSpec, evaluate_stored
 from memlab.gmm import Problem, make_problem
-from memlab.grid import coarse_grid, first_memorizing, refine_grid, transition_band
+from memlab.grid import adaptive_pt, bracket, coarse_grid, first_memorizing, next_stage, refine_grid, transition_band
 from memlab.store import Store, code_fingerprint, make_key
 from memlab.streams import generator
 from memlab.train import INITS, Protocol, TrainState, init_state, keep_freed_memory, train
@@ -51,6 +52,10 @@ class Setting:
         return {k: v for k, v in asdict(self).items() if not (k == "radius" and v is None)}
 
 
+Search = Literal["grid", "adaptive"]
+SEARCHES: tuple[Search, ...] = get_args(Search)
+
+
 @dataclass(frozen=True)
 class Profile:
     """A named choice of setting, protocol, seeds and evaluation, saved with every figure."""
@@ -62,6 +67,14 @@ class Profile:
     evaluation: EvalSpec = field(default_factory=EvalSpec)
     refine: int = 10                  # extra capacities inside the transition band (SPEC 6: about 10)
     checkpoint_every: int = 2_000     # steps between checkpoints (our choice)
+    search: Search = "grid"           # how M_pt is located: the paper's two-stage grid, or memlab.grid's adaptive search
+    per_stage: int = 1                # models per stage of the adaptive search (more: fewer stages, more training)
+
+    def __post_init__(self):
+        if self.search not in SEARCHES:
+            raise ValueError(f"search={self.search!r} must be one of {list(SEARCHES)}")
+        if isinstance(self.per_stage, bool) or not isinstance(self.per_stage, int) or self.per_stage < 1:
+            raise ValueError(f"per_stage={self.per_stage!r} must be a positive int")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,6 +130,13 @@ SWEEPS: dict[str, Sweep] = {
         + [(Setting(N, d, K), (0, 1)) for N in PAPER_GRID["N"] for d in PAPER_GRID["d"] for K in PAPER_GRID["K"]
            if (d, K) != (50, 12)]
         + [(Setting(N, 50, 12), (0, 1, 2)) for N in (300, 400)])),
+    # The paper's sweep at the fast protocol (paper_fast: 10 noise draws per sample) with the adaptive
+    # search: the headline line M_pt(N) at the paper's main d and K first (3 seeds at N = 200, its
+    # Figure 7), then the paper's 64 settings with one seed.
+    "paper_fast": Sweep("paper_fast", replace(PROFILES["paper_fast"], search="adaptive"), tuple(
+        [(Setting(N, 50, 12), (0, 1, 2) if N == 200 else (0,)) for N in (50, 100, 150, 200, 300, 400)]
+        + [(Setting(N, d, K), (0,)) for N in PAPER_GRID["N"] for d in PAPER_GRID["d"] for K in PAPER_GRID["K"]
+           if (d, K) != (50, 12)])),
     # The ci profile's setting at four sample sizes (N = 50 is the phase-transition chapter's, with
     # its two seeds; one seed below: a third less training than two, and still a line to fit),
     # and at N = 30 one seed each of another d and K; about 10 minutes on 2 cores on a slow day.
@@ -361,19 +381,29 @@ def ablation(profile: Profile, capacities: Sequence[float] = (0.7, 0.8, 0.9),
 def phase_transition(profile: Profile, seed: int, store: Store, progress: bool = True,
                      train_missing: bool = True, device: str = "cpu", deadline: float | None = None,
                      refine: bool = True, workers: int = 1, scheduler: str | None = None) -> dict:
-    """The two-stage grid for one seed: coarse grid, transition band, refinement (unless
-    refine=False: the coarse grid alone, half the training of the ci profile), M_pt; "refined"
-    says whether the refinement was run. workers, scheduler: each stage's, see train_models."""
+    """M_pt of one seed by the profile's search, with the records of the models it trained.
+
+    "grid": the two-stage grid: coarse grid, transition band ("band"), refinement (unless
+    refine=False: the coarse grid alone, half the training of the ci profile); "refined" says
+    whether the refinement was run. "adaptive": the stages of memlab.grid.next_stage, each
+    trained in turn; "band" is the final bracket (M_pt - 1 or below, M_pt). workers, scheduler:
+    each stage's, see train_models."""
     problem = profile.setting.problem(seed)
-    coarse = coarse_grid(profile.setting.N)
-    coarse_records = run_models(profile, seed, coarse, store, progress, problem, train_missing, device, deadline,
+    run = lambda Ms: run_models(profile, seed, Ms, store, progress, problem, train_missing, device, deadline,
                                 workers, scheduler)
-    ratios = [r["memorization"] for r in coarse_records]
-    start, end = transition_band(coarse, ratios)
+    if profile.search == "adaptive":
+        records = {}
+        while stage := next_stage({M: r["memorization"] for M, r in records.items()}, profile.setting.N,
+                                  profile.per_stage):
+            records.update((r["M"], r) for r in run(stage))
+        known = {M: r["memorization"] for M, r in records.items()}
+        return {"seed": seed, "band": bracket(known, profile.setting.N), "records": [records[M] for M in sorted(records)],
+                "refined": True, "M_pt": adaptive_pt(known, profile.setting.N)}
+    coarse = coarse_grid(profile.setting.N)
+    coarse_records = run(coarse)
+    start, end = transition_band(coarse, [r["memorization"] for r in coarse_records])
     fine = refine_grid(start, end, coarse, profile.refine) if refine else []
-    fine_records = run_models(profile, seed, fine, store, progress, problem, train_missing, device,
-                              deadline, workers, scheduler) if fine else []
-    records = sorted(coarse_records + fine_records, key=lambda r: r["M"])
+    records = sorted(coarse_records + (run(fine) if fine else []), key=lambda r: r["M"])
     return {"seed": seed, "band": (start, end), "records": records, "refined": refine,
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}
 

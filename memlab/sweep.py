@@ -4,11 +4,12 @@
     python -m memlab.sweep --scaling paper [--seeds 0] [--store results] [--threads N] [--device cuda]
     python -m memlab.sweep --ablation paper [--seeds 0]
     python -m memlab.sweep --profile paper --seeds 0 --workers 2
+    python -m memlab.sweep --profile paper_fast --seeds 0 --capacities 127 135 142
     python -m memlab.sweep --scaling paper --workers 10 --scheduler tcp://host:8786
 
---profile runs one setting's seeds (the phase-transition chapter); --ablation the
-initialisation ablation of a profile for its first seed or --seeds (its chapter's default
-capacities and variances); --scaling every setting and seed of a linear-scaling sweep (the
+--profile runs one setting's seeds (the phase-transition chapter), or with --capacities M ...
+trains those M; --ablation the initialisation ablation of a profile for its first seed or
+--seeds (its chapter's default capacities and variances); --scaling every setting and seed of a linear-scaling sweep (the
 linear-scaling chapter), or with --seeds only those seeds of each setting. Given together
 they run in that order, and --seeds applies to each. --minutes stops at the first
 checkpoint after that long.
@@ -26,14 +27,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import as_completed
+from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from memlab.experiments import (PROFILES, SWEEPS, OutOfTime, Profile, ablation, get_profile, phase_transition,
-                                train_models, worker_pool)
+                                run_models, train_models, worker_pool)
+from memlab.grid import next_stage
 from memlab.store import Store
 
 STORE = Path(__file__).resolve().parent.parent / "results"
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="*",
                         help="default: the profile's seeds (--profile), its first seed (--ablation), "
                              "each setting's seeds (--scaling)")
+    parser.add_argument("--capacities", type=int, nargs="+", metavar="M",
+                        help="with --profile: train these M for each seed instead of searching for M_pt "
+                             "(e.g. another profile's grid, to compare the two model by model)")
     parser.add_argument("--workers", type=int, default=1,
                         help="train each batch of models in this many one-thread Dask worker processes (CPU only)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -81,10 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.scheduler is not None and (args.device != "cpu" or "://" not in args.scheduler):
         parser.error(f"--scheduler={args.scheduler!r} must be a Dask scheduler address such as tcp://host:8786, "
                      "and only with --device cpu")
+    if args.capacities is not None and not args.profile:
+        parser.error("--capacities needs a --profile to train them with")
+    if args.capacities is not None and (min(args.capacities) < 1 or max(args.capacities) > get_profile(args.profile).setting.N):
+        parser.error(f"--capacities={args.capacities} must lie in 1..N={get_profile(args.profile).setting.N}")
     work = []                                                   # (what, profile, seed) in order
     if args.profile:
         profile = get_profile(args.profile)
-        work += [("transition", profile, seed) for seed in (profile.seeds if args.seeds is None else args.seeds)]
+        what = "transition" if args.capacities is None else "capacities"
+        work += [(what, profile, seed) for seed in (profile.seeds if args.seeds is None else args.seeds)]
     if args.ablation:
         profile = get_profile(args.ablation)
         work += [("ablation", profile, seed) for seed in (profile.seeds[:1] if args.seeds is None else args.seeds)]
@@ -100,34 +110,90 @@ def main(argv: list[str] | None = None) -> int:
     stop_at = None if args.minutes is None else time.time() + 60 * args.minutes
     parallel = args.workers > 1 or args.scheduler is not None
     for what, profile, seed in work + (runs if not parallel else []):   # each batch dealt into the workers
-        summary = _run(what, profile, seed, args.store, args.device, stop_at, args.workers, args.scheduler)
+        summary = _run(what, profile, seed, args.store, args.device, stop_at, args.workers, args.scheduler,
+                       args.capacities)
         print(summary, flush=True)
         if summary.startswith("out of time"):
             return 0
-    if runs and parallel:                   # a sweep's runs are many: each (setting, seed) one Dask task
+    if runs and parallel:                   # a sweep's runs are many: Dask tasks
         import memlab.sweep as tasks        # by reference, also when this module runs as __main__
+        staged = [run for run in runs if run[1].search == "adaptive"]
         with worker_pool(args.workers, args.scheduler) as pool:
             futures = [pool.submit(tasks._run, what, profile, seed, args.store, args.device, stop_at)
-                       for what, profile, seed in runs]
+                       for what, profile, seed in runs if profile.search != "adaptive"]
+            for line in _staged(staged, pool, args.store, args.device, stop_at):
+                print(line, flush=True)
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"{args.scaling} sweep runs"):
                 print(future.result(), flush=True)
     return 0
 
 
+def _staged(runs: list, pool, root: Path, device: str, stop_at: float | None):
+    """The adaptive searches of `runs` as Dask tasks of one model each: a run's next stage is
+    submitted when its last one ends (memlab.grid.next_stage). Yields each run's summary."""
+    import memlab.sweep as tasks
+    known = [{} for _ in runs]
+    pending, left = {}, [0] * len(runs)                     # future: (run, M); models in flight per run
+    bar = tqdm(total=0, desc="adaptive search: models", unit="model")
+
+    def submit(i: int) -> bool:
+        _, profile, seed = runs[i]
+        stage = next_stage(known[i], profile.setting.N, profile.per_stage)
+        for M in stage:
+            pending[pool.submit(tasks._train_one, profile, seed, M, root, device, stop_at)] = (i, M)
+        left[i] = len(stage)
+        bar.total += len(stage)
+        bar.refresh()
+        return bool(stage)
+
+    done_runs = [i for i in range(len(runs)) if not submit(i)]
+    stopped = set()
+    while pending or done_runs:
+        for i in done_runs:
+            yield _run(*runs[i], root, device, stop_at)     # all stored: reads and summarises
+        done_runs = []
+        finished, _ = wait(list(pending), return_when=FIRST_COMPLETED) if pending else ((), ())
+        for future in finished:
+            i, M = pending.pop(future)
+            ratio = future.result()
+            bar.update()
+            left[i] -= 1
+            if isinstance(ratio, str):                      # out of time: this run stops here
+                stopped.add(i)
+                yield ratio
+            else:
+                known[i][M] = ratio
+            if left[i] == 0 and i not in stopped and not submit(i):
+                done_runs.append(i)
+    bar.close()
+
+
+def _train_one(profile: Profile, seed: int, M: int, root: Path, device: str, stop_at: float | None) -> float | str:
+    """One model of an adaptive search (a Dask task): its memorization ratio, or 'out of time: ...'."""
+    deadline = None if stop_at is None else time.monotonic() + stop_at - time.time()
+    try:
+        return run_models(profile, seed, [M], profile_store(profile.name, root), device=device,
+                          deadline=deadline)[0]["memorization"]
+    except OutOfTime as stop:
+        return f"out of time: {stop}"
+
+
 def _run(what: str, profile: Profile, seed: int, root: Path, device: str, stop_at: float | None, workers: int = 1,
-         scheduler: str | None = None) -> str:
+         scheduler: str | None = None, capacities: list[int] | None = None) -> str:
     """One run of the sweep (a Dask task or here): its summary, or 'out of time: ...' at the deadline
     `stop_at` (time.time(), so that it holds on every machine of a cluster)."""
     store = profile_store(profile.name, root)
     deadline = None if stop_at is None else time.monotonic() + stop_at - time.time()
     start = time.perf_counter()
     try:
-        if what == "ablation":
-            records = train_models(ablation(profile), seed, store, device=device, deadline=deadline, workers=workers,
+        if what in ("ablation", "capacities"):
+            models = ablation(profile) if what == "ablation" else [(profile, M) for M in sorted(set(capacities))]
+            records = train_models(models, seed, store, device=device, deadline=deadline, workers=workers,
                                    scheduler=scheduler)
-            summary = "init/init_var/M:ratio " + " ".join(
+            summary = ("M:ratio " + " ".join(f"{r['M']}:{r['memorization']:.2f}" for r in records)
+                       if what == "capacities" else "init/init_var/M:ratio " + " ".join(
                 f"{r['spec']['protocol']['init']}/{r['spec']['protocol']['init_var']:g}/{r['M']}:"
-                f"{r['memorization']:.2f}" for r in records)
+                f"{r['memorization']:.2f}" for r in records))
         else:
             result = phase_transition(profile, seed, store, device=device, deadline=deadline, workers=workers,
                                       scheduler=scheduler)

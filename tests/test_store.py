@@ -216,6 +216,9 @@ def test_the_command_line_runs_a_profile_then_its_ablation_into_the_store(tmp_pa
         assert Store(tmp_path / "tiny").get(make_key(model_spec(profile, 1, M))) is not None
     with pytest.raises(ValueError, match=r"capacities=\[1.5\] must be a non-empty list of fractions of N"):
         E.ablation(tiny, capacities=[1.5])
+    assert main(["--profile", "tiny", "--seeds", "0", "--capacities", "7", "5", "--store", str(tmp_path / "c")]) == 0
+    assert "capacities: profile=tiny" in capsys.readouterr().out
+    assert [r["M"] for r in E.run_models(tiny, 0, [5, 7], Store(tmp_path / "c" / "tiny"), train_missing=False)] == [5, 7]
     assert main(["--profile", "tiny", "--seeds", "0", "--workers", "2", "--store", str(tmp_path)]) == 0
     split = E.phase_transition(tiny, 0, Store(tmp_path / "tiny"), progress=False, train_missing=False)
     torch.set_num_threads(1)
@@ -237,6 +240,8 @@ def test_the_command_line_runs_a_profile_then_its_ablation_into_the_store(tmp_pa
     (["--profile", "nope"], "invalid choice: 'nope'"),
     (["--profile", "ci", "--workers", "0"], "--workers=0 must be >= 1, and more than 1 only with --device cpu"),
     (["--profile", "ci", "--scheduler", "localhost"], "--scheduler='localhost' must be a Dask scheduler address"),
+    (["--scaling", "ci", "--capacities", "5"], "--capacities needs a --profile to train them with"),
+    (["--profile", "ci", "--capacities", "0", "51"], "--capacities=[0, 51] must lie in 1..N=50"),
 ])
 def test_sweep_command_line_refuses_bad_arguments(argv, message, capsys):
     from memlab.sweep import main
@@ -268,7 +273,7 @@ def test_sweeps_share_the_store_of_their_profile():
     assert shared.name == "ci"
     assert model_spec(shared, 0, 40) == model_spec(chapter, 0, 40)         # the same entry as the chapter's
     assert len([s for s, _ in SWEEPS["paper"].runs if s.N <= 200]) == 64
-    with pytest.raises(ValueError, match=r"sweep='big' must be one of \['ci', 'paper'\]"):
+    with pytest.raises(ValueError, match=r"sweep='big' must be one of \['ci', 'paper', 'paper_fast'\]"):
         get_sweep("big")
 
 
@@ -449,3 +454,39 @@ def test_the_scaling_sweep_runs_each_setting_as_a_dask_task_and_resumes(tmp_path
         run = E.phase_transition(replace(tiny, setting=Setting(N, 3, 2)), 0, Store(tmp_path / "tiny"), progress=False,
                                  train_missing=False)
         assert f"setting=Setting(N={N}" in finished and f"M_pt={run['M_pt']} band={run['band']}" in finished
+
+
+@pytest.mark.slow
+def test_an_adaptive_sweep_runs_each_stage_as_dask_tasks_and_equals_the_serial_search(tmp_path, monkeypatch, capsys):
+    """A sweep whose profile searches adaptively: each model of each stage is a Dask task, the next
+    stage submitted when the last ends; stopped by --minutes and rerun, it trains the models the
+    serial search trains, to the same numbers, and finds the same M_pt."""
+    import memlab.experiments as E
+    from memlab.grid import adaptive_search
+    from memlab.sweep import main
+
+    tiny = Profile("tiny", Setting(12, 3, 2), Protocol(steps=1000, n_dup=2, peak_lr=1e-2), seeds=(0,),
+                   evaluation=EvalSpec(n_samples=8, n_noise=2), checkpoint_every=7, search="adaptive")
+    settings = (Setting(12, 3, 2), Setting(10, 3, 2))
+    monkeypatch.setitem(E.SWEEPS, "tiny", E.Sweep("tiny", tiny, tuple((s, (0,)) for s in settings)))
+    assert main(["--scaling", "tiny", "--workers", "2", "--minutes", "1e-4", "--store", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("out of time") == 2
+    assert main(["--scaling", "tiny", "--workers", "2", "--store", str(tmp_path)]) == 0
+    finished = capsys.readouterr().out
+    assert finished.count("transition: profile=tiny") == 2 and Store(tmp_path / "tiny").checkpoints() == {}
+    for setting in settings:
+        profile = replace(tiny, setting=setting)
+        staged = E.phase_transition(profile, 0, Store(tmp_path / "tiny"), progress=False, train_missing=False)
+        serial = E.phase_transition(profile, 0, Store(tmp_path / f"serial{setting.N}"), progress=False)
+        assert [r["M"] for r in staged["records"]] == [r["M"] for r in serial["records"]]
+        assert [r["train_loss"] for r in staged["records"]] == [r["train_loss"] for r in serial["records"]]
+        ratios = {r["M"]: r["memorization"] for r in serial["records"]}
+        assert adaptive_search(lambda Ms: [ratios[M] for M in Ms], setting.N)[0] == serial["M_pt"] == staged["M_pt"]
+        assert f"setting=Setting(N={setting.N}" in finished and f"M_pt={staged['M_pt']}" in finished
+
+
+def test_a_profile_names_a_bad_search():
+    with pytest.raises(ValueError, match=r"search='bisect' must be one of \['grid', 'adaptive'\]"):
+        replace(get_profile("ci"), search="bisect")
+    with pytest.raises(ValueError, match="per_stage=0 must be a positive int"):
+        replace(get_profile("ci"), per_stage=0)
