@@ -24,7 +24,7 @@
 # stored, and {doc}`on the paper's sweep <linear_scaling_paper>`, read from the results store.
 
 # %% tags=["parameters"]
-sweep: str = "ci"  # which sweep: ci (trained here in minutes) or paper (the paper's 64 settings and two more N; stored)
+sweep: str = "ci"  # which sweep: ci (trained here in minutes), paper (the paper's exact protocol; stored) or paper_fast (its validated fast protocol; stored)
 train_missing: bool = True  # train the models that are not in the results store (False: list them instead)
 n_noise: int = 4  # noise draws per training point and grid time for the Monte Carlo losses of the hypothesis
 tau: float = 0.05  # temperature of the smoothed argmin over M (paper: 1/20)
@@ -36,6 +36,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 from IPython.display import Markdown
 from matplotlib import pyplot as plt
@@ -81,14 +82,19 @@ glue("settings_text", Markdown(settings_text), display=False)
 glue("n_runs", sum(len(seeds) for _, seeds in sw.runs), display=False)
 glue("steps", protocol.steps, display=False)
 glue("n_dup", protocol.n_dup, display=False)
+adaptive = sw.base.search == "adaptive"
+glue("search_text", Markdown(
+    f"with the adaptive search of memlab.grid (stages of {sw.base.per_stage} model{'s' * (sw.base.per_stage > 1)}, "
+    "each splitting the bracket around $M_{pt}$, coarse-grid capacities first, down to one $M$)" if adaptive else
+    "on the two-stage capacity grid of the phase-transition chapter"), display=False)
 
 # %% [markdown]
 # ## The sweep
 #
 # This page shows the **{glue:md}`sweep:myst`** sweep: {glue:md}`settings_text:myst`;
 # {glue:text}`n_runs` runs (setting and seed) in all, each trained with the protocol of its
-# profile ({glue:text}`steps` steps, {glue:text}`n_dup` noise draws per sample) on the
-# two-stage capacity grid of the phase-transition chapter. $M_{pt}$ is the first
+# profile ({glue:text}`steps` steps, {glue:text}`n_dup` noise draws per sample)
+# {glue:md}`search_text:myst`. $M_{pt}$ is the first
 # capacity whose memorization ratio reaches 1/2. Runs come from the results store when their
 # key matches and are trained otherwise.
 
@@ -100,10 +106,13 @@ for (prof, seed, _), run in zip(jobs, phase_transitions(jobs, train_missing=trai
     if run is None or not run["refined"]:        # a run without its refinement has no precise M_pt yet
         missing.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed})
     else:
-        rows.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed, "M_pt": run["M_pt"],
-                     "band start": run["band"][0], "band end": run["band"][1], "models": len(run["records"]),
-                     "train seconds": sum({r["group_seconds"] for r in run["records"]})})
-runs = pd.DataFrame(rows, columns=["N", "d", "K", "seed", "M_pt", "band start", "band end", "models", "train seconds"])
+        rows.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed, "profile": prof.name,
+                     "M_pt": run["M_pt"], "band start": run["band"][0], "band end": run["band"][1],
+                     "models": len(run["records"]), "train seconds": sum({r["group_seconds"] for r in run["records"]})})
+runs = pd.DataFrame(rows, columns=["N", "d", "K", "seed", "profile", "M_pt", "band start", "band end", "models",
+                                   "train seconds"])
+if adaptive:                                    # its "band" is the final bracket: the last M below 1/2, M_pt
+    runs = runs.drop(columns="band end").rename(columns={"band start": "last M below 1/2"})
 runs["M_pt/N"] = runs["M_pt"] / runs["N"]
 measured = runs.dropna(subset=["M_pt"])
 if measured.empty:
@@ -225,7 +234,35 @@ def beyond_spread(a: float, b: float) -> bool | None:
 per_setting.assign(**{"sd over seeds": [f"{sd:.3f}" if sd == sd else "—"  # no spread from a single seed
                                         for sd in per_setting["sd over seeds"]]})
 
+# %%
+dims = sorted({s.d for s, _ in sw.runs})
+comps = sorted({s.K for s, _ in sw.runs})
+Ns = sorted(per_setting["N"].unique())
+fig, axes = plt.subplots(1, len(Ns), figsize=(1.2 + 2.2 * len(Ns), 2.8), layout="constrained", squeeze=False)
+for ax, N in zip(axes[0], Ns):
+    table = (per_setting[per_setting.N == N].pivot(index="d", columns="K", values="M_pt/N")
+             .reindex(index=dims, columns=comps))
+    sns.heatmap(table, ax=ax, vmin=0.5, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", cbar=N == Ns[-1],
+                cbar_kws={"label": "$M_{pt}/N$"}, annot_kws={"fontsize": 7})
+    ax.invert_yaxis()
+    ax.grid(False)
+    ax.set_title(f"N = {N}")
+publish(fig, "fig-linear-scaling-heatmap", per_setting, params)
+glue("n_unmeasured_cells", len(Ns) * len(dims) * len(comps) - len(per_setting), display=False)
+
 # %% [markdown]
+# ```{glue:figure} fig-linear-scaling-heatmap
+# :name: fig-linear-scaling-heatmap
+#
+# $M_{pt}/N$ of every measured setting (the mean over its seeds), over $(d, K)$ for each $N$
+# of sweep {glue:md}`sweep:myst`; {glue:text}`n_unmeasured_cells` cells of the grid are blank:
+# not in the sweep at that $N$ or not measured yet. Files:
+# {download}`PNG <figures/fig-linear-scaling-heatmap.png>`,
+# {download}`SVG <figures/fig-linear-scaling-heatmap.svg>`,
+# {download}`data <figures/fig-linear-scaling-heatmap.csv>`,
+# {download}`provenance <figures/fig-linear-scaling-heatmap.json>`.
+# ```
+#
 # {glue:md}`reg_text:myst` The measured ratios $M_{pt}/N$ lie between
 # {glue:text}`ratio_min:.3f` and {glue:text}`ratio_max:.3f` across the settings.
 
