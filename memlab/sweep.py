@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _staged(runs: list, pool, root: Path, device: str, stop_at: float | None):
     """The adaptive searches of `runs` as Dask tasks of one model each: a run's next stage is
-    submitted when its last one ends (memlab.grid.next_stage). Yields each run's summary."""
+    submitted when its last one ends (memlab.grid.next_stage), ahead of the later runs' stages (Dask
+    priority: the sweep's order, so that its headline runs finish first). Yields each run's summary."""
     import memlab.sweep as tasks
     known = [{} for _ in runs]
     pending, left = {}, [0] * len(runs)                     # future: (run, M); models in flight per run
@@ -140,7 +141,7 @@ def _staged(runs: list, pool, root: Path, device: str, stop_at: float | None):
         _, profile, seed = runs[i]
         stage = next_stage(known[i], profile.setting.N, profile.per_stage)
         for M in stage:
-            pending[pool.submit(tasks._train_one, profile, seed, M, root, device, stop_at)] = (i, M)
+            pending[pool.submit(tasks._train_one, profile, seed, M, root, device, stop_at, priority=-i)] = (i, M)
         left[i] = len(stage)
         bar.total += len(stage)
         bar.refresh()
