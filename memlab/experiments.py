@@ -398,13 +398,13 @@ def phase_transition(profile: Profile, seed: int, store: Store, progress: bool =
             records.update((r["M"], r) for r in run(stage))
         known = {M: r["memorization"] for M, r in records.items()}
         return {"seed": seed, "band": bracket(known, profile.setting.N), "records": [records[M] for M in sorted(records)],
-                "refined": True, "M_pt": adaptive_pt(known, profile.setting.N)}
+                "refined": True, "M_pt": adaptive_pt(known, profile.setting.N), "search": "adaptive"}
     coarse = coarse_grid(profile.setting.N)
     coarse_records = run(coarse)
     start, end = transition_band(coarse, [r["memorization"] for r in coarse_records])
     fine = refine_grid(start, end, coarse, profile.refine) if refine else []
     records = sorted(coarse_records + (run(fine) if fine else []), key=lambda r: r["M"])
-    return {"seed": seed, "band": (start, end), "records": records, "refined": refine,
+    return {"seed": seed, "band": (start, end), "records": records, "refined": refine, "search": "grid",
             "M_pt": first_memorizing([r["M"] for r in records], [r["memorization"] for r in records])}
 
 

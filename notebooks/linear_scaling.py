@@ -33,6 +33,7 @@ mc_seed: int = 1000  # seed of the Monte Carlo noise of the hypothesis
 
 # %%
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,8 @@ glue("n_dup", protocol.n_dup, display=False)
 adaptive = sw.base.search == "adaptive"
 glue("search_text", Markdown(
     f"with the adaptive search of memlab.grid (stages of {sw.base.per_stage} model{'s' * (sw.base.per_stage > 1)}, "
-    "each splitting the bracket around $M_{pt}$, coarse-grid capacities first, down to one $M$)" if adaptive else
+    "each splitting the bracket around $M_{pt}$, coarse-grid capacities first, down to one $M$; a run whose "
+    "two-stage grid is stored instead is shown from it, as the table's search column says)" if adaptive else
     "on the two-stage capacity grid of the phase-transition chapter"), display=False)
 
 # %% [markdown]
@@ -100,19 +102,24 @@ glue("search_text", Markdown(
 
 # %%
 jobs = [(sw.profile(setting), seed, profile_store(sw.base.name)) for setting, seeds in sw.runs for seed in seeds]
+results = phase_transitions(jobs, train_missing=train_missing)
+for i, ((prof, seed, store), run) in enumerate(zip(jobs, results)):
+    if run is None and adaptive:     # its two-stage grid, where stored, locates M_pt as well (on a coarser grid)
+        grid_run = phase_transitions([(replace(prof, search="grid"), seed, store)], train_missing=False)[0]
+        results[i] = grid_run if grid_run is not None and grid_run["refined"] else None
 rows, missing = [], []
-for (prof, seed, _), run in zip(jobs, phase_transitions(jobs, train_missing=train_missing)):
+for (prof, seed, _), run in zip(jobs, results):
     setting = prof.setting
     if run is None or not run["refined"]:        # a run without its refinement has no precise M_pt yet
         missing.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed})
     else:
         rows.append({"N": setting.N, "d": setting.d, "K": setting.K, "seed": seed, "profile": prof.name,
-                     "M_pt": run["M_pt"], "band start": run["band"][0], "band end": run["band"][1],
+                     "search": run["search"], "M_pt": run["M_pt"], "band start": run["band"][0], "band end": run["band"][1],
                      "models": len(run["records"]), "train seconds": sum({r["group_seconds"] for r in run["records"]})})
-runs = pd.DataFrame(rows, columns=["N", "d", "K", "seed", "profile", "M_pt", "band start", "band end", "models",
-                                   "train seconds"])
-if adaptive:                                    # its "band" is the final bracket: the last M below 1/2, M_pt
-    runs = runs.drop(columns="band end").rename(columns={"band start": "last M below 1/2"})
+runs = pd.DataFrame(rows, columns=["N", "d", "K", "seed", "profile", "search", "M_pt", "band start", "band end",
+                                   "models", "train seconds"])
+if adaptive:                                    # an adaptive search has no transition band, only its bracket
+    runs = runs.drop(columns=["band start", "band end"])
 runs["M_pt/N"] = runs["M_pt"] / runs["N"]
 measured = runs.dropna(subset=["M_pt"])
 if measured.empty:
