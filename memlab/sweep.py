@@ -9,14 +9,16 @@
 
 --profile runs one setting's seeds (the phase-transition chapter), or with --capacities M ...
 trains those M; --ablation the initialisation ablation of a profile for its first seed or
---seeds (its chapter's default capacities and variances); --scaling every setting and seed of a linear-scaling sweep (the
-linear-scaling chapter), or with --seeds only those seeds of each setting. Given together
-they run in that order, and --seeds applies to each. --minutes stops at the first
-checkpoint after that long.
+--seeds (its chapter's default capacities and variances); --scaling every setting and seed
+of a linear-scaling sweep (the linear-scaling chapter), or with --seeds only those seeds of
+each setting. Given together they run in that order, and --seeds applies to each. --minutes
+stops at the first checkpoint after that long.
 --workers N deals each batch of models into N processes of one torch thread each (one per
 core; faster than N threads): the workers of a Dask LocalCluster, or with --scheduler ADDRESS
 those of a running Dask cluster (e.g. dask-jobqueue's on Slurm or PBS); checkpoints of another
-batching are resumed as they were batched.
+batching are resumed as they were batched. With them, a --scaling sweep runs each (setting,
+seed) of the two-stage grid as one task, and each model of an adaptive search's stage as one
+task, submitting a run's next stage when its last one ends.
 
 Interrupt it at any time: finished models are stored, the models in training are
 checkpointed every `checkpoint_every` steps, and the next run picks up from there.
