@@ -123,40 +123,49 @@ def main(argv: list[str] | None = None) -> int:
         with worker_pool(args.workers, args.scheduler) as pool:
             futures = [pool.submit(tasks._run, what, profile, seed, args.store, args.device, stop_at)
                        for what, profile, seed in runs if profile.search != "adaptive"]
-            for line in _staged(staged, pool, args.store, args.device, stop_at):
+            for line in _staged(staged, pool, args.store, args.device, stop_at, args.workers):
                 print(line, flush=True)
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"{args.scaling} sweep runs"):
                 print(future.result(), flush=True)
     return 0
 
 
-def _staged(runs: list, pool, root: Path, device: str, stop_at: float | None):
+def _staged(runs: list, pool, root: Path, device: str, stop_at: float | None, window: int):
     """The adaptive searches of `runs` as Dask tasks of one model each: a run's next stage is
-    submitted when its last one ends (memlab.grid.next_stage), ahead of the later runs' stages (Dask
-    priority: the sweep's order, so that its headline runs finish first). Yields each run's summary."""
+    submitted when its last one ends (memlab.grid.next_stage). At most `window` runs (one per
+    worker) are in flight, taken in the sweep's order, so that its headline runs finish first: a
+    worker freed while a run's next stage is on its way would otherwise start a later run's
+    model, and a large one holds it for long. Yields each run's summary."""
     import memlab.sweep as tasks
     known = [{} for _ in runs]
-    pending, left = {}, [0] * len(runs)                     # future: (run, M); models in flight per run
+    pending, left, stopped, finished_runs = {}, [0] * len(runs), set(), []   # pending: future -> (run, M)
+    waiting = iter(range(len(runs)))
     bar = tqdm(total=0, desc="adaptive search: models", unit="model")
 
-    def submit(i: int) -> bool:
-        _, profile, seed = runs[i]
-        stage = next_stage(known[i], profile.setting.N, profile.per_stage)
-        for M in stage:
-            pending[pool.submit(tasks._train_one, profile, seed, M, root, device, stop_at, priority=-i)] = (i, M)
-        left[i] = len(stage)
-        bar.total += len(stage)
-        bar.refresh()
-        return bool(stage)
+    def advance(i: int | None) -> None:
+        """Submit run i's next stage; a run with none left is summarised and the next run started."""
+        while i is not None:
+            _, profile, seed = runs[i]
+            stage = next_stage(known[i], profile.setting.N, profile.per_stage)
+            for M in stage:
+                pending[pool.submit(tasks._train_one, profile, seed, M, root, device, stop_at, priority=-i)] = (i, M)
+            left[i] = len(stage)
+            bar.total += len(stage)
+            bar.refresh()
+            if stage:
+                return
+            finished_runs.append(i)
+            i = None if stop_at is not None and time.time() > stop_at else next(waiting, None)
 
-    done_runs = [i for i in range(len(runs)) if not submit(i)]
-    stopped = set()
-    while pending or done_runs:
-        for i in done_runs:
-            yield _run(*runs[i], root, device, stop_at)     # all stored: reads and summarises
-        done_runs = []
-        finished, _ = wait(list(pending), return_when=FIRST_COMPLETED) if pending else ((), ())
-        for future in finished:
+    for _ in range(window):
+        advance(next(waiting, None))
+    while pending or finished_runs:
+        while finished_runs:
+            yield _run(*runs[finished_runs.pop(0)], root, device, stop_at)   # all stored: reads and summarises
+        if not pending:
+            break
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for future in done:
             i, M = pending.pop(future)
             ratio = future.result()
             bar.update()
@@ -166,8 +175,8 @@ def _staged(runs: list, pool, root: Path, device: str, stop_at: float | None):
                 yield ratio
             else:
                 known[i][M] = ratio
-            if left[i] == 0 and i not in stopped and not submit(i):
-                done_runs.append(i)
+            if left[i] == 0 and i not in stopped:
+                advance(i)
     bar.close()
 
 
