@@ -242,7 +242,7 @@ band = pair[(pair["ratio exact"] >= 0.1) & (pair["ratio exact"] <= 0.9)]
 slope = float(np.polyfit(band["M/N"], band["ratio exact"], 1)[0]) if len(band) >= 2 else np.nan
 below_pt = [M for M in pair["M"] if exact_pt is not None and M < exact_pt]
 spacing = (exact_pt - below_pt[-1]) / slow_profile.setting.N if below_pt else 0.0
-crossing_se = np.sqrt(2 / (4 * fast_profile.evaluation.n_samples)) / slope
+crossing_se = float(np.sqrt(2 / (4 * fast_profile.evaluation.n_samples)) / slope)
 tolerance = max(2 * crossing_se, spacing)
 glue("fast_slope", slope, display=False)
 glue("fast_crossing_se", crossing_se, display=False)
