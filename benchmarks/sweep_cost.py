@@ -26,26 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memlab.experiments import PROFILES, SWEEPS, Setting, cores, phase_transition, phase_transitions
+from memlab.experiments import PROFILES, Setting, cores, phase_transition
 from memlab.grid import adaptive_search, first_memorizing
 from memlab.store import Store
 from memlab.sweep import main as sweep_main
-from memlab.sweep import profile_store
-
-
-def stored_grids() -> list[dict]:
-    """Every refined two-stage grid in the committed store, each model counted once."""
-    jobs = [(p, seed, profile_store(p.name)) for p in PROFILES.values() for seed in p.seeds]
-    jobs += [(sweep.profile(s), seed, profile_store(sweep.base.name)) for sweep in SWEEPS.values()
-             for s, seeds in sweep.runs for seed in seeds]
-    grids = {}
-    for (profile, seed, _), run in zip(jobs, phase_transitions(jobs, train_missing=False)):
-        if run is not None and run["refined"] and profile.search == "grid":
-            grids.setdefault((profile.protocol, profile.setting, seed), {
-                "run": f"{profile.name} N={profile.setting.N} d={profile.setting.d} K={profile.setting.K} seed {seed}",
-                "N": profile.setting.N, "steps": profile.protocol.steps,
-                "ratios": {r["M"]: r["memorization"] for r in run["records"]}})
-    return list(grids.values())
+from memlab.sweep import stored_grids
 
 
 def search_costs() -> list[dict]:

@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from memlab.experiments import (PROFILES, SWEEPS, OutOfTime, Profile, ablation, get_profile, phase_transition,
-                                run_models, train_models, worker_pool)
+                                phase_transitions, run_models, train_models, worker_pool)
 from memlab.grid import next_stage
 from memlab.store import Store
 
@@ -49,6 +49,22 @@ def profile_store(name: str, root: Path = STORE) -> Store:
     folders (the paper sweep's N = 50, d = 30, K = 3 runs are paper_small's, for example)."""
     others = sorted(p for p in root.iterdir() if p.is_dir() and p.name != name) if root.is_dir() else []
     return Store(root / name, also=others)
+
+
+def stored_grids(root: Path = STORE) -> list[dict]:
+    """Every refined two-stage grid stored under `root` for the profiles and sweeps of memlab.experiments,
+    a model shared by two of them counted once: {"run": a label, "N", "steps", "ratios": {M: memorization}}."""
+    jobs = [(p, seed, profile_store(p.name, root)) for p in PROFILES.values() for seed in p.seeds]
+    jobs += [(sweep.profile(s), seed, profile_store(sweep.base.name, root)) for sweep in SWEEPS.values()
+             for s, seeds in sweep.runs for seed in seeds]
+    grids = {}
+    for (profile, seed, _), run in zip(jobs, phase_transitions(jobs, train_missing=False)):
+        if run is not None and run["refined"] and run["search"] == "grid":
+            grids.setdefault((profile.protocol, profile.setting, seed), {
+                "run": f"{profile.name} N={profile.setting.N} d={profile.setting.d} K={profile.setting.K} seed {seed}",
+                "N": profile.setting.N, "steps": profile.protocol.steps,
+                "ratios": {r["M"]: r["memorization"] for r in run["records"]}})
+    return list(grids.values())
 
 
 def main(argv: list[str] | None = None) -> int:

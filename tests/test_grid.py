@@ -2,9 +2,8 @@
 
 import pytest
 
-from memlab.experiments import PROFILES, SWEEPS, phase_transitions
 from memlab.grid import adaptive_pt, adaptive_search, bracket, coarse_grid, first_memorizing, next_stage
-from memlab.sweep import profile_store
+from memlab.sweep import stored_grids
 
 
 @pytest.mark.parametrize("N", [1, 7, 20, 50, 200])
@@ -41,26 +40,13 @@ def test_bad_arguments_are_named():
         next_stage({}, 0)
 
 
-def _stored_grids() -> list[tuple[str, int, dict]]:
-    """Every complete two-stage grid in the committed store (an adaptive sweep's runs aside): (what, N, {M: ratio})."""
-    jobs = [(p, seed, profile_store(p.name)) for p in PROFILES.values() for seed in p.seeds]
-    jobs += [(sweep.profile(setting), seed, profile_store(sweep.base.name))
-             for sweep in SWEEPS.values() for setting, seeds in sweep.runs for seed in seeds]
-    grids = {}
-    for (profile, seed, _), result in zip(jobs, phase_transitions(jobs, train_missing=False)):
-        if result is not None and result["refined"] and result["search"] == "grid":   # a shared model counts once
-            grids.setdefault((profile.protocol, profile.setting, seed), (profile.name, result["records"]))
-    return [(f"{name} {setting} seed {seed}", setting.N, {r["M"]: r["memorization"] for r in records})
-            for (_, setting, seed), (name, records) in grids.items()]
-
-
 def test_on_every_stored_grid_the_adaptive_search_finds_its_M_pt_for_at_most_half_the_training():
     """Run against the stored models alone (allowed: the M the two-stage grid trained), the search
     returns the grid's M_pt, training at most half its model-steps (the sum of the M trained:
     0.25-0.43 of it on the 13 grids stored in December)."""
-    grids = _stored_grids()
+    grids = stored_grids()
     assert len(grids) >= 13
-    for what, N, grid in grids:
+    for what, N, grid in ((g["run"], g["N"], g["ratios"]) for g in grids):
         M_pt, stages = adaptive_search(lambda Ms: [grid[M] for M in Ms], N, allowed=list(grid))
         assert M_pt == first_memorizing(list(grid), list(grid.values())), what
         assert sum(map(sum, stages)) <= 0.5 * sum(grid), what
