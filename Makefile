@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.memlab-installed
 ARGS ?=
 
-.PHONY: book test results gpu-results clean
+.PHONY: book test check-book check-citation results gpu-results clean
 
 # Reinstall only when the pinned environment or the package metadata change.
 $(STAMP): requirements.lock pyproject.toml
@@ -22,6 +22,24 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
+
+# The checks of the built book (after make book): its HTML files, then the pages in Debian's
+# Chromium driven by Playwright (installed here through apt when missing; no browser download).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+check-book: $(STAMP)
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	$(BIN)/python -m pytest -q tests/built --built-book _build/html
+
+# CITATION.cff, and the copy that the built book publishes with its commit, against the
+# Citation File Format schema (cffconvert, pinned in .ci/cffconvert.lock, in its own .venv-cff:
+# it needs a jsonschema older than the book's).
+check-citation: .venv-cff/.installed
+	.venv-cff/bin/cffconvert --validate -i CITATION.cff
+	test ! -f _build/html/CITATION.cff || .venv-cff/bin/cffconvert --validate -i _build/html/CITATION.cff
+.venv-cff/.installed: .ci/cffconvert.lock
+	test -x .venv-cff/bin/python || $(PYTHON) -m venv .venv-cff
+	.venv-cff/bin/python -m pip install --quiet -r .ci/cffconvert.lock
+	touch $@
 
 # Trains and stores models (resumable): make results PROFILE=paper SEEDS="0 1 2", make results SCALING=paper [SEEDS=0],
 # make results ABLATION=paper (the initialisation ablation), make results PROFILE=paper_fast SEEDS=0

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -344,6 +345,8 @@ def execute(chapter: str, paths: BookPaths, nb: nbformat.NotebookNode, key: str,
     nb.metadata[METADATA_KEY] = {"build_key": key, "parameters": dict(parameters), "source": page_source(chapter, paths)}
     if fixed:
         nb.metadata[METADATA_KEY]["variant_parameters"] = fixed
+    previous = os.environ.get(COMMAND_VARIABLE)
+    os.environ[COMMAND_VARIABLE] = rerun_command(chapter, parameters)   # the kernel inherits it
     try:
         papermill.execute_notebook(
             nb,
@@ -362,12 +365,35 @@ def execute(chapter: str, paths: BookPaths, nb: nbformat.NotebookNode, key: str,
         if isinstance(error, Exception):
             raise ChapterFailed(chapter, kept, error) from error
         raise
+    finally:
+        if previous is None:
+            os.environ.pop(COMMAND_VARIABLE, None)
+        else:
+            os.environ[COMMAND_VARIABLE] = previous
     _finish(partial, executed, page_source(chapter, paths))
     return executed
 
 
+COMMAND_VARIABLE = "MEMLAB_BOOK_COMMAND"
+"""Environment variable in which a chapter's kernel finds the command that executes it again
+(memlab.figures records it in every figure's provenance)."""
+
+
+def rerun_command(page: str, parameters: Mapping[str, Any]) -> str:
+    """The command line that executes ``page`` with ``parameters`` again (a variant's own
+    parameters are in its page), each value written so that parse_value reads it back."""
+    words = ["python", "-m", "memlab.book", page]
+    for name, value in parameters.items():
+        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else repr(value)
+        if parse_value(text) != value or type(parse_value(text)) is not type(value):
+            raise ValueError(f"parameter {name}={value!r} cannot be written on a command line")
+        words += ["-p", name, text]
+    return shlex.join(words)
+
+
 def _finish(partial: Path, destination: Path, source: str) -> None:
-    """Move the notebook papermill wrote to ``destination`` in one step (os.replace).
+    """Move the notebook papermill wrote to ``destination`` in one step (os.replace), its
+    plumbing hidden (hide_plumbing).
 
     Papermill records its input in the metadata; given a notebook object, it stores the
     whole notebook there, which is replaced by the source path.
@@ -380,8 +406,31 @@ def _finish(partial: Path, destination: Path, source: str) -> None:
         record = nb.metadata.get("papermill", {})
         record["input_path"] = source
         record["output_path"] = f"{CHAPTER_DIR}/{destination.name}"
+        hide_plumbing(nb)
         nbformat.write(nb, partial)
     os.replace(partial, destination)
+
+
+SHOWN_TAGS = ("parameters", "injected-parameters", "show-input")
+"""Tags of the code cells that the page shows: the parameters, and the cells that teach."""
+GLUED = "application/papermill.record/"
+"""Prefix of the mime types of a value glued with display=False, which the page does not show."""
+
+
+def hide_plumbing(nb: nbformat.NotebookNode) -> None:
+    """Tag the code a reader need not read: a code cell that is not tagged with one of
+    SHOWN_TAGS (or already tagged hide-*/remove-*) gets ``hide-input`` (its code folded under
+    a toggle above its output) when it shows an output, ``remove-input`` when it shows none
+    (imports, glue calls, checks). The source file keeps every line."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.setdefault("tags", [])
+        if set(SHOWN_TAGS) & set(tags) or any(tag.startswith(("hide-", "remove-")) for tag in tags):
+            continue
+        shows = any(output.get("output_type") not in ("display_data", "execute_result") or not all(
+            mime.startswith(GLUED) for mime in output.get("data", {})) for output in cell.get("outputs", []))
+        tags.append("hide-input" if shows else "remove-input")
 
 
 def run_chapters(

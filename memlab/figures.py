@@ -5,12 +5,14 @@ Every figure has a stable id `fig-<chapter>-<slug>`, the chapter's name written 
 files' name and the figure's anchor in its page. It is written as
     <id>.png, <id>.svg   the picture (SVG without a date, so reruns give the same file)
     <id>.csv             the plotted data
-    <id>.json            parameters, seed, git commit and package versions
+    <id>.json            parameters, seed, profile, git commit, package versions and the command that reruns it
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import platform
 import re
 import subprocess
@@ -27,10 +29,20 @@ PACKAGES = ("memlab", "torch", "numpy", "matplotlib", "seaborn", "pandas", "pape
 
 
 def use_style() -> None:
-    """The one seaborn style of the whole book."""
+    """The one seaborn style of the whole book, and its tables' numbers (table_text)."""
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     matplotlib.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight",
                                 "svg.hashsalt": "memlab", "figure.figsize": (6.4, 4.0)})
+    pd.set_option("display.float_format", table_text)
+
+
+def table_text(value) -> str:
+    """A value as the book's tables print it: a float to 4 significant digits, with thousands
+    separated from 1,000 on (11121.069 -> '11,121', 0.80125 -> '0.8013', 1e9 -> '1,000,000,000',
+    2e-06 -> '2e-06'); anything else as str()."""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:,.0f}" if abs(value) >= 999.95 else f"{value:.4g}"
+    return str(value)
 
 
 def git_commit() -> str:
@@ -45,15 +57,36 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def git_date() -> str | None:
+    """The date (YYYY-MM-DD) of the current git commit; None outside git."""
+    try:
+        return subprocess.run(["git", "show", "-s", "--format=%cs", "HEAD"], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def provenance() -> dict:
-    """Git commit, Python and package versions."""
+    """Git commit and its date, Python and package versions."""
     versions = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"git_commit": git_commit(), "python": platform.python_version(), "packages": versions}
+    return {"git_commit": git_commit(), "git_date": git_date(), "python": platform.python_version(), "packages": versions}
+
+
+def profile_of(params: dict) -> str | None:
+    """The name of the profile (or sweep) that made a figure, from its parameters: params["profile"]
+    (a name, or a profile's to_dict()), else params["sweep"]["name"]; None for a chapter without profiles."""
+    for key in ("profile", "sweep"):
+        value = params.get(key)
+        if isinstance(value, dict):
+            value = value.get("name")
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def save_figure(fig, fig_id: str, data: pd.DataFrame, params: dict, outdir: str | Path = "figures") -> dict[str, Path]:
@@ -73,7 +106,9 @@ def save_figure(fig, fig_id: str, data: pd.DataFrame, params: dict, outdir: str 
     fig.savefig(paths["png"])
     fig.savefig(paths["svg"], metadata={"Date": None})
     data.to_csv(paths["csv"], index=False)
-    record = {"id": fig_id, "params": params, **provenance(), "files": {k: p.name for k, p in paths.items()}}
+    record = {"id": fig_id, "params": params, "profile": profile_of(params),
+              "command": os.environ.get("MEMLAB_BOOK_COMMAND"),  # set by memlab.book: the command that reruns it
+              **provenance(), "files": {k: p.name for k, p in paths.items()}}
     paths["json"].write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return paths
 

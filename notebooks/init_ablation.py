@@ -156,8 +156,7 @@ for ax, M in zip(axes[0], Ms):
     ax.set_title(f"M = {M} (M/N = {M / N:.2f})")
     ax.set_xlabel("step")
 axes[0][0].set_ylabel("training loss (eps units)")
-fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4,
-           fontsize=8)
+fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4)
 publish(fig, "fig-init-ablation-loss-curves", pd.DataFrame(curve_rows), params)
 
 # %% [markdown]
@@ -167,10 +166,7 @@ publish(fig, "fig-init-ablation-loss-curves", pd.DataFrame(curve_rows), params)
 # Training loss against step for each start (mean over 1,000 steps; colour: where the means
 # start; line style: the initial variance), one panel per capacity; the data file has every
 # logged value. Profile {glue:md}`profile:myst`, seed {glue:text}`seed`. Files:
-# {download}`PNG <figures/fig-init-ablation-loss-curves.png>`,
-# {download}`SVG <figures/fig-init-ablation-loss-curves.svg>`,
-# {download}`data <figures/fig-init-ablation-loss-curves.csv>`,
-# {download}`provenance <figures/fig-init-ablation-loss-curves.json>`.
+# {figure-files}`fig-init-ablation-loss-curves`.
 # ```
 #
 # {glue:md}`curves_text:myst`
@@ -204,7 +200,7 @@ for k, (init, var) in enumerate(starts):
 ax.axhline(0.5, color="k", ls=":", lw=1)
 ax.set_xlabel("capacity M/N")
 ax.set_ylabel("memorization ratio (95% Wilson interval)")
-ax.legend(fontsize=7)
+ax.legend()
 publish(fig, "fig-init-ablation-memorization", table, params)
 others = table[~is_paper]
 apart = others[(others["lo"] > others["M"].map(paper_start["hi"])) | (others["hi"] < others["M"].map(paper_start["lo"]))]
@@ -237,10 +233,7 @@ glue("memorization_text", Markdown(
 # Memorization ratio of the trained models against capacity, by start (colour: where the
 # means start; filled circles: the paper's initial variance, open squares: another). Profile
 # {glue:md}`profile:myst`, seed {glue:text}`seed`. Files:
-# {download}`PNG <figures/fig-init-ablation-memorization.png>`,
-# {download}`SVG <figures/fig-init-ablation-memorization.svg>`,
-# {download}`data <figures/fig-init-ablation-memorization.csv>`,
-# {download}`provenance <figures/fig-init-ablation-memorization.json>`.
+# {figure-files}`fig-init-ablation-memorization`.
 # ```
 #
 # {glue:md}`memorization_text:myst`

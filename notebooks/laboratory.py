@@ -86,7 +86,7 @@ toy = make_problem(24, 2, 3, generator(seed, "toy", 0), var=0.25, radius=2.0)
 z_toy = torch.randn(300, 2, generator=generator(seed, "toy", 1), dtype=torch.float64)
 toy_models = {"ideal": ideal(toy), "memorizing": memorizing(toy.train),
               "partially memorizing, M = 6 of 24": partially_memorizing(toy.train, [6])}
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), sharex=True, sharey=True)
+fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.6), sharex=True, sharey=True)
 rows = []
 for ax, (name, model) in zip(axes, toy_models.items()):
     x = ddim(model, z_toy)[0]
@@ -96,7 +96,7 @@ for ax, (name, model) in zip(axes, toy_models.items()):
                facecolors="none", edgecolors="C3", s=90, label="means of the denoiser")
     ax.set_title(name)
     rows += [{"denoiser": name, "x1": float(a), "x2": float(b)} for a, b in x]
-axes[0].legend(loc="lower left", fontsize=8)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3)
 publish(fig, "fig-laboratory-three-denoisers", pd.DataFrame(rows),
         {**params, "toy": dict(N=24, d=2, K=3, var=0.25, radius=2.0, n_samples=300)})
 
@@ -108,10 +108,7 @@ publish(fig, "fig-laboratory-three-denoisers", pd.DataFrame(rows),
 # mixture, from the same starting noise. The ideal denoiser fills the true components;
 # the memorizing one returns training points; the partially memorizing one returns only the
 # training points it holds (circled). Files:
-# {download}`PNG <figures/fig-laboratory-three-denoisers.png>`,
-# {download}`SVG <figures/fig-laboratory-three-denoisers.svg>`,
-# {download}`data <figures/fig-laboratory-three-denoisers.csv>`,
-# {download}`provenance <figures/fig-laboratory-three-denoisers.json>`.
+# {figure-files}`fig-laboratory-three-denoisers`.
 # ```
 #
 # At the paper's scale ($N$ = {glue:text}`N`, $d$ = {glue:text}`d`, $K$ = {glue:text}`K`)
@@ -119,7 +116,7 @@ publish(fig, "fig-laboratory-three-denoisers", pd.DataFrame(rows),
 # its squared distance to the nearest training point is at most $1/9$ of that to the second
 # nearest), with 95% Wilson intervals:
 
-# %%
+# %% tags=["show-input"]
 z = torch.randn(n_samples, d, generator=generator(seed, "ddim"), dtype=torch.float64)
 half = max(1, N // 2)
 models = {"ideal": ideal(problem), "memorizing": memorizing(problem.train),
@@ -180,7 +177,7 @@ ax.plot(curve["M/N"], curve["approx C=1"], "--", color="C4", label="Theorem 3.2,
 ax.plot(curve["M/N"], curve["approx C=2"], "--", color="C5", label="Theorem 3.2, C = 2")
 ax.set_xlabel("capacity M/N")
 ax.set_ylabel(f"training loss at t = {float(t_rep):.3f} (x0 units)")
-ax.legend(fontsize=8)
+ax.legend()
 publish(fig, "fig-laboratory-loss-vs-capacity", curve, {**params, "t": float(t_rep), "Ms": Ms})
 
 # %% [markdown]
@@ -194,10 +191,7 @@ publish(fig, "fig-laboratory-loss-vs-capacity", curve, {**params, "t": float(t_r
 # crosses the ideal denoiser's loss at $M/N$ ≈ {glue:text}`cross_mc:.2f` (Monte Carlo;
 # the approximations predict {glue:text}`cross_c1:.2f` for $C = 1$ and
 # {glue:text}`cross_c2:.2f` for $C = 2$). Files:
-# {download}`PNG <figures/fig-laboratory-loss-vs-capacity.png>`,
-# {download}`SVG <figures/fig-laboratory-loss-vs-capacity.svg>`,
-# {download}`data <figures/fig-laboratory-loss-vs-capacity.csv>`,
-# {download}`provenance <figures/fig-laboratory-loss-vs-capacity.json>`.
+# {figure-files}`fig-laboratory-loss-vs-capacity`.
 # ```
 
 # %%
@@ -251,10 +245,7 @@ glue("c_empty_components", K - len(problem.train_labels[:last_outside].unique())
 # The measured constant $\hat C$ of Theorem 3.2 at the representative time against $M/N$:
 # it ranges from {glue:text}`c_min:.2f` to {glue:text}`c_max:.2f` (mean
 # {glue:text}`c_mean:.2f`); the dotted lines mark the theorem's bracket $[1, 2]$. Files:
-# {download}`PNG <figures/fig-laboratory-measured-c.png>`,
-# {download}`SVG <figures/fig-laboratory-measured-c.svg>`,
-# {download}`data <figures/fig-laboratory-measured-c.csv>`,
-# {download}`provenance <figures/fig-laboratory-measured-c.json>`.
+# {figure-files}`fig-laboratory-measured-c`.
 # ```
 #
 # $\hat C$ lies inside $[1, 2]$ for every $M/N$ ≥ {glue:text}`c_inside_from:.2f`. Below that the
@@ -286,7 +277,7 @@ ax.errorbar(excess["t"], excess["excess (Monte Carlo)"], yerr=2 * excess["se"], 
 ax.plot(excess["t"], excess["Theorem 3.1"], "-", label=r"Theorem 3.1: $d\sigma_*^2/(\psi_t\sigma_*^2+1)$")
 ax.axvline(float(t_rep), color="k", ls=":", lw=1)
 ax.set_ylabel("excess training loss (x0 units)")
-ax.legend(fontsize=8)
+ax.legend()
 ax2.plot(excess["t"], excess["relative error"], "o-", ms=4)
 ax2.axhline(0, color="k", lw=1)
 ax2.axvline(float(t_rep), color="k", ls=":", lw=1)
@@ -307,10 +298,7 @@ glue("t_ok", float(times.flip(0)[int(fails[0]) - 1] if len(fails) else times[0])
 # The ideal denoiser's excess training loss over the memorizing one at the 26 grid times
 # (top) and the relative error of Theorem 3.1 (bottom); the dotted line marks the
 # representative time. Files:
-# {download}`PNG <figures/fig-laboratory-generalizing-excess.png>`,
-# {download}`SVG <figures/fig-laboratory-generalizing-excess.svg>`,
-# {download}`data <figures/fig-laboratory-generalizing-excess.csv>`,
-# {download}`provenance <figures/fig-laboratory-generalizing-excess.json>`.
+# {figure-files}`fig-laboratory-generalizing-excess`.
 # ```
 #
 # At the representative time Theorem 3.1 is off by {glue:text}`rel_err_rep:.2%`. It stays

@@ -128,10 +128,8 @@ if measured.empty:
 glue("n_measured", len(measured), display=False)
 glue("missing_text", Markdown(
     ("Every run of the sweep is measured." if not missing else
-     f"{len(missing)} of the sweep's runs are not (or not completely) in the results store and are left out "
-     f"(`python -m memlab.sweep --scaling {sweep}` computes them, resumably): "
-     + ", ".join(f"(N={m['N']}, d={m['d']}, K={m['K']}, seed {m['seed']})" for m in missing[:12])
-     + (", ..." if len(missing) > 12 else "") + ".")
+     f"{len(missing)} of the sweep's {len(jobs)} runs are not (or not completely) in the results store yet and "
+     f"are left out; `python -m memlab.sweep --scaling {sweep}` computes them, resumably.")
     + (f" {len(runs) - len(measured)} stored runs memorize at no capacity of their grid: no threshold."
        if len(measured) < len(runs) else "")), display=False)
 runs
@@ -171,6 +169,9 @@ glue("law_text", Markdown(law_text), display=False)
 glue("law_caption", Markdown(law_caption), display=False)
 for key in ("slope", "slope_lo", "slope_hi", "origin_slope", "origin_lo", "origin_hi"):
     glue(key, float(law[key]) if law else float("nan"), display=False)
+for key, value in {"law_n_N": on_line["N"].nunique(), "law_N_min": on_line["N"].min(),
+                   "law_N_max": on_line["N"].max(), "law_d": main[0], "law_K": main[1]}.items():
+    glue(key, int(value) if law else 0, display=False)  # for the intro's summary
 
 fig, ax = plt.subplots()
 if law:
@@ -191,7 +192,7 @@ else:
     ax.set_ylabel("threshold ratio $M_{pt}/N$")
     law_data, law_params = measured, params
 ax.set_xlabel("training samples N")
-ax.legend(fontsize=8)
+ax.legend()
 publish(fig, "fig-linear-scaling-law", law_data, law_params)
 
 # %% [markdown]
@@ -199,10 +200,7 @@ publish(fig, "fig-linear-scaling-law", law_data, law_params)
 # :name: fig-linear-scaling-law
 #
 # {glue:md}`law_caption:myst`, sweep {glue:md}`sweep:myst`. Files:
-# {download}`PNG <figures/fig-linear-scaling-law.png>`,
-# {download}`SVG <figures/fig-linear-scaling-law.svg>`,
-# {download}`data <figures/fig-linear-scaling-law.csv>`,
-# {download}`provenance <figures/fig-linear-scaling-law.json>`.
+# {figure-files}`fig-linear-scaling-law`.
 # ```
 #
 # {glue:md}`law_text:myst`
@@ -264,10 +262,7 @@ glue("n_unmeasured_cells", len(Ns) * len(dims) * len(comps) - len(per_setting), 
 # $M_{pt}/N$ of every measured setting (the mean over its seeds), over $(d, K)$ for each $N$
 # of sweep {glue:md}`sweep:myst`; {glue:text}`n_unmeasured_cells` cells of the grid are blank:
 # not in the sweep at that $N$ or not measured yet. Files:
-# {download}`PNG <figures/fig-linear-scaling-heatmap.png>`,
-# {download}`SVG <figures/fig-linear-scaling-heatmap.svg>`,
-# {download}`data <figures/fig-linear-scaling-heatmap.csv>`,
-# {download}`provenance <figures/fig-linear-scaling-heatmap.json>`.
+# {figure-files}`fig-linear-scaling-heatmap`.
 # ```
 #
 # {glue:md}`reg_text:myst` The measured ratios $M_{pt}/N$ lie between
@@ -430,7 +425,7 @@ for i, name in enumerate(weightings):
 ax.plot([0.5, 1.02], [0.5, 1.02], "k:", lw=1, label="equal")
 ax.set_xlabel("measured $M_{pt}/N$ (trained models)")
 ax.set_ylabel("$M^*/N$: pmem loss crosses the ideal loss")
-ax.legend(fontsize=8)
+ax.legend()
 publish(fig, "fig-linear-scaling-hypothesis", hypothesis, params)
 hypothesis
 
@@ -440,10 +435,7 @@ hypothesis
 #
 # Where the Monte Carlo training loss of $\mathrm{pmem}_M$ crosses the ideal denoiser's, under
 # each weighting, against the threshold measured on trained models (one point per setting).
-# Files: {download}`PNG <figures/fig-linear-scaling-hypothesis.png>`,
-# {download}`SVG <figures/fig-linear-scaling-hypothesis.svg>`,
-# {download}`data <figures/fig-linear-scaling-hypothesis.csv>`,
-# {download}`provenance <figures/fig-linear-scaling-hypothesis.json>`.
+# Files: {figure-files}`fig-linear-scaling-hypothesis`.
 # ```
 #
 # Under the training weighting $\lambda = \psi$ the partially memorizing loss stays above the
@@ -504,7 +496,7 @@ for i, name in enumerate(weightings):
 ax.set_yscale("log")
 ax.set_xlabel("time t")
 ax.set_ylabel(r"weighting $\lambda(t)$, normalised to mean 1")
-ax.legend(fontsize=8)
+ax.legend()
 publish(fig, "fig-linear-scaling-weightings", shown, params)
 
 # %% [markdown]
@@ -513,10 +505,7 @@ publish(fig, "fig-linear-scaling-weightings", shown, params)
 #
 # The weightings compared (normalised to mean 1; the two-time weighting is zero elsewhere and
 # is drawn only where it is positive on the log scale). Files:
-# {download}`PNG <figures/fig-linear-scaling-weightings.png>`,
-# {download}`SVG <figures/fig-linear-scaling-weightings.svg>`,
-# {download}`data <figures/fig-linear-scaling-weightings.csv>`,
-# {download}`provenance <figures/fig-linear-scaling-weightings.json>`.
+# {figure-files}`fig-linear-scaling-weightings`.
 # ```
 #
 # Through eq. 21 the measured thresholds pin down only that one ratio, and the paper's

@@ -149,7 +149,7 @@ for ax, name in zip(axes, ("ideal", "memorizing")):
     ax.set_xlabel("time t")
     ax.set_title(f"{name} denoiser")
 axes[0].set_ylabel("mean top softmax weight")
-axes[1].legend(fontsize=8)
+axes[1].legend()
 publish(fig, "fig-overlapping-modes-sparsity", sparsity, params)
 at_rep = sparsity[np.isclose(sparsity.t, float(times[rep]))].set_index("c")
 glue("t_rep", float(times[rep]), display=False)
@@ -169,10 +169,7 @@ glue("sparsity_text", Markdown(
 #
 # Mean top softmax weight against time for each radius $c\sqrt d$ of the true means (dotted:
 # the representative time $t$ = {glue:text}`t_rep:.3f`). Profile {glue:md}`profile:myst`, seed
-# {glue:text}`seed`. Files: {download}`PNG <figures/fig-overlapping-modes-sparsity.png>`,
-# {download}`SVG <figures/fig-overlapping-modes-sparsity.svg>`,
-# {download}`data <figures/fig-overlapping-modes-sparsity.csv>`,
-# {download}`provenance <figures/fig-overlapping-modes-sparsity.json>`.
+# {glue:text}`seed`. Files: {figure-files}`fig-overlapping-modes-sparsity`.
 # ```
 #
 # {glue:md}`sparsity_text:myst`
@@ -214,12 +211,12 @@ for color, c in zip(colors, separations):
 axes[0].axhline(1, color="k", ls=":", lw=1)
 axes[0].set_xlabel("time t")
 axes[0].set_ylabel("generalizing excess / Theorem 3.1")
-axes[0].legend(fontsize=8)
+axes[0].legend()
 axes[1].plot(separations, approximations["measured C"], "o-", color="C3")
 axes[1].axhspan(1, 2, color="C3", alpha=0.1, label="Theorem 3.2: 1 <= C <= 2")
 axes[1].set_xlabel("radius of the true means / sqrt(d)")
 axes[1].set_ylabel(f"measured C (t = {float(times[rep]):.3f})")
-axes[1].legend(fontsize=8)
+axes[1].legend()
 publish(fig, "fig-overlapping-modes-approximations",
         pd.DataFrame([{"c": c, "t": float(t), "generalizing ratio": float(mc[c]["gen_ratio"][j]), "C": mc[c]["C"]}
                       for c in separations for j, t in enumerate(times)]), params)
@@ -245,10 +242,7 @@ approximations
 # Left: the measured generalizing excess over Theorem 3.1's approximation, against time, for
 # each radius. Right: the measured constant $C$ of Theorem 3.2 against the radius. Profile
 # {glue:md}`profile:myst`, seed {glue:text}`seed`. Files:
-# {download}`PNG <figures/fig-overlapping-modes-approximations.png>`,
-# {download}`SVG <figures/fig-overlapping-modes-approximations.svg>`,
-# {download}`data <figures/fig-overlapping-modes-approximations.csv>`,
-# {download}`provenance <figures/fig-overlapping-modes-approximations.json>`.
+# {figure-files}`fig-overlapping-modes-approximations`.
 # ```
 #
 # {glue:md}`approximations_text:myst`
@@ -304,7 +298,7 @@ for color, c in zip(colors, separations):
 axes[0].axhline(0.5, color="k", ls=":", lw=1)
 axes[0].set_xlabel("capacity M/N")
 axes[0].set_ylabel("memorization ratio (95% Wilson interval)")
-axes[0].legend(fontsize=8)
+axes[0].legend()
 ax = axes[1]
 ax.fill_between(transitions.index, transitions["M/N at ratio 0.1"], transitions["M/N at ratio 0.9"], color="C0",
                 alpha=0.15, label="ratio 0.1 to 0.9 (trained, interpolated)")
@@ -314,7 +308,7 @@ ax.plot(transitions.index, transitions["hypothesis M*/N, psi"], "s--", color="C1
 ax.plot(transitions.index, transitions["hypothesis M*/N, uniform"], "^--", color="C2", label="hypothesis, uniform")
 ax.set_xlabel("radius of the true means / sqrt(d)")
 ax.set_ylabel("M/N")
-ax.legend(fontsize=8)
+ax.legend()
 publish(fig, "fig-overlapping-modes-transition", models.merge(transitions.reset_index(), on="c"), params)
 paper_row = transitions.iloc[0]
 half = transitions["M/N at ratio 0.5"].dropna()
@@ -361,10 +355,7 @@ transitions
 # true means. Right: the capacity where the ratio reaches 1/2 and the range where it climbs from
 # 0.1 to 0.9 (interpolated between trained capacities), and $M_{pt}/N$, against the radius, with
 # the hypothesis's crossover under two weightings. Profile {glue:md}`profile:myst`, seed
-# {glue:text}`seed`. Files: {download}`PNG <figures/fig-overlapping-modes-transition.png>`,
-# {download}`SVG <figures/fig-overlapping-modes-transition.svg>`,
-# {download}`data <figures/fig-overlapping-modes-transition.csv>`,
-# {download}`provenance <figures/fig-overlapping-modes-transition.json>`.
+# {glue:text}`seed`. Files: {figure-files}`fig-overlapping-modes-transition`.
 # ```
 #
 # {glue:md}`transition_text:myst` {glue:md}`missing_text:myst`

@@ -33,6 +33,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
+from matplotlib.patches import Patch
 from IPython.display import Markdown
 from myst_nb import glue
 
@@ -42,7 +43,7 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets here: t
 
 from memlab.denoisers import ideal, memorizing, partially_memorizing
 from memlab.experiments import PROFILES, get_profile, phase_transitions
-from memlab.figures import publish, use_style
+from memlab.figures import publish, table_text, use_style
 from memlab.loss import loss_per_time
 from memlab.schedule import REPRESENTATIVE_INDEX, representative_time, time_grid
 from memlab.streams import generator
@@ -71,7 +72,7 @@ for name, value in {"N": N, "d": setting.d, "K": setting.K, "steps": protocol.st
 
 # %%
 paper_protocol = PROFILES["paper"].protocol.to_dict()
-pd.DataFrame({"this profile": protocol.to_dict(), "paper": paper_protocol}).astype(str)
+pd.DataFrame({"this profile": protocol.to_dict(), "paper": paper_protocol}).map(table_text)
 
 # %% [markdown]
 # Each seed draws its own data and trains the coarse grid $M = N/10, 2N/10, \dots, N$;
@@ -137,6 +138,10 @@ else:
                 f"(from {min(ratios_pt):.3f} to {max(ratios_pt):.3f}; "
                 f"{'each ' + grid_note if not coarse_only else grid_note}).")
 glue("mpt_text", Markdown(mpt_text), display=False)
+for key, value in {"mpt_ratio_mean": np.mean(ratios_pt), "mpt_ratio_min": min(ratios_pt),
+                   "mpt_ratio_max": max(ratios_pt)}.items() if ratios_pt else ():
+    glue(key, float(value), display=False)  # for the intro's summary
+glue("n_seeds_measured", len(ratios_pt), display=False)
 pd.DataFrame({"seed": list(m_pt), "M_pt": list(m_pt.values()),
               "M_pt / N": [m / N if m is not None else None for m in m_pt.values()],
               "band": [run["band"] for run in runs],
@@ -153,7 +158,8 @@ for i, run in enumerate(runs):
 ax.axhline(0.5, color="k", ls=":", lw=1)
 ax.set_xlabel("capacity M/N")
 ax.set_ylabel("memorization ratio (95% Wilson interval)")
-ax.legend()
+ax.legend(handles=ax.get_legend_handles_labels()[0] + [
+    Patch(color="0.5", alpha=0.25, label="transition band\n(shaded in the seed's color)")])
 publish(fig, "fig-phase-transition-memorization", models, params)
 
 # %% [markdown]
@@ -163,10 +169,7 @@ publish(fig, "fig-phase-transition-memorization", models, params)
 # Memorization ratio of the trained models against capacity (each point: DDIM samples of one
 # model, with its 95% Wilson interval; shaded: each seed's transition band). Profile
 # {glue:md}`profile:myst`, {glue:md}`models_text:myst`.
-# Files: {download}`PNG <figures/fig-phase-transition-memorization.png>`,
-# {download}`SVG <figures/fig-phase-transition-memorization.svg>`,
-# {download}`data <figures/fig-phase-transition-memorization.csv>`,
-# {download}`provenance <figures/fig-phase-transition-memorization.json>`.
+# Files: {figure-files}`fig-phase-transition-memorization`.
 # ```
 #
 # The first capacity that memorizes (ratio at least 1/2) is at {glue:md}`mpt_text:myst` The
@@ -252,10 +255,7 @@ glue("cross_text", Markdown(cross_text), display=False)
 # Training (left) and held-out (right) loss at the representative time of the trained
 # models, of the partially memorizing denoisers with the same capacities, and of the ideal
 # and memorizing denoisers; first seed, profile {glue:md}`profile:myst`.
-# Files: {download}`PNG <figures/fig-phase-transition-losses.png>`,
-# {download}`SVG <figures/fig-phase-transition-losses.svg>`,
-# {download}`data <figures/fig-phase-transition-losses.csv>`,
-# {download}`provenance <figures/fig-phase-transition-losses.json>`.
+# Files: {figure-files}`fig-phase-transition-losses`.
 # ```
 #
 # On the first seed (on this grid), {glue:md}`cross_text:myst` A single time is not the
@@ -277,10 +277,10 @@ ax.axhline(setting.var, color="k", ls=":", lw=1)
 ax.set_yscale("log")
 ax.set_xlabel("capacity M/N")
 ax.set_ylabel("learned variance $s^2$")
-ax.legend(fontsize=8)
+ax.legend()
 ax2.set_xlabel("capacity M/N")
 ax2.set_ylabel("median distance of a learned mean")
-ax2.legend(fontsize=7)
+ax2.legend()
 publish(fig, "fig-phase-transition-parameters", models, params)
 memorizes = models["memorization"] >= 0.5
 mem, rest = models[memorizes], models[~memorizes]
@@ -306,10 +306,7 @@ glue("regimes_text", Markdown(regimes_text), display=False)
 # Left: the learned variance against capacity (dotted: the data's component variance).
 # Right: median distance of the learned means to the nearest training point (solid) and to
 # the nearest true mean (dashed). {glue:md}`regimes_text:myst`
-# Files: {download}`PNG <figures/fig-phase-transition-parameters.png>`,
-# {download}`SVG <figures/fig-phase-transition-parameters.svg>`,
-# {download}`data <figures/fig-phase-transition-parameters.csv>`,
-# {download}`provenance <figures/fig-phase-transition-parameters.json>`.
+# Files: {figure-files}`fig-phase-transition-parameters`.
 # ```
 #
 # ## Seeds
@@ -337,8 +334,5 @@ glue("seed_band_text", Markdown(
 #
 # The memorization ratio over seeds on the capacities all seeds trained: mean and the range
 # from the lowest to the highest seed. {glue:md}`seed_band_text:myst`
-# Files: {download}`PNG <figures/fig-phase-transition-seed-band.png>`,
-# {download}`SVG <figures/fig-phase-transition-seed-band.svg>`,
-# {download}`data <figures/fig-phase-transition-seed-band.csv>`,
-# {download}`provenance <figures/fig-phase-transition-seed-band.json>`.
+# Files: {figure-files}`fig-phase-transition-seed-band`.
 # ```

@@ -161,10 +161,7 @@ summary
 # {glue:text}`ref_mpt:.2f` with the paper's; the largest difference on one seed is
 # {glue:text}`ci_ref_gap:.2f`. The ci protocol trained {glue:text}`ci_speedup:.0f` times faster.
 # {glue:md}`unrefined_text:myst`
-# Files: {download}`PNG <figures/fig-profiles-ci-vs-paper-protocol.png>`,
-# {download}`SVG <figures/fig-profiles-ci-vs-paper-protocol.svg>`,
-# {download}`data <figures/fig-profiles-ci-vs-paper-protocol.csv>`,
-# {download}`provenance <figures/fig-profiles-ci-vs-paper-protocol.json>`.
+# Files: {figure-files}`fig-profiles-ci-vs-paper-protocol`.
 # ```
 
 # %% [markdown]
@@ -271,10 +268,7 @@ pair.round(4).set_index("M") if len(pair) else None
 # the paper's main setting, seed {glue:text}`fast_seed`, at the same {glue:text}`fast_models`
 # capacities: memorization ratio with its binomial interval (left) and learned variance (right).
 # {glue:md}`fast_missing:myst`
-# Files: {download}`PNG <figures/fig-profiles-fast-vs-exact.png>`,
-# {download}`SVG <figures/fig-profiles-fast-vs-exact.svg>`,
-# {download}`data <figures/fig-profiles-fast-vs-exact.csv>`,
-# {download}`provenance <figures/fig-profiles-fast-vs-exact.json>`.
+# Files: {figure-files}`fig-profiles-fast-vs-exact`.
 # ```
 #
 # On this grid $M_{pt}/N$ is {glue:text}`fast_pt:.3f` with the fast protocol and

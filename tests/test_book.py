@@ -239,6 +239,32 @@ def test_execution_runs_in_the_chapter_folder_and_stores_the_key(tmp_path):
     assert not paths.partial("chap").exists() and not paths.failed("chap").exists()
 
 
+def test_plumbing_is_hidden_and_the_parameters_and_teaching_cells_are_shown():
+    """A reader sees the parameters, the cells tagged show-input and every output; code that
+    shows nothing (imports, glue) is removed, code with an output is folded above it."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    glued = new_output("display_data", data={book.GLUED + "text/plain": "1"}, metadata={"scrapbook": {}})
+    printed = new_output("stream", name="stdout", text="1\n")
+    cells = {
+        "parameters": new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
+        "injected": new_code_cell("n = 2", metadata={"tags": ["injected-parameters"]}),
+        "imports": new_code_cell("import numpy"),
+        "glue": new_code_cell("glue('n', n, display=False)", outputs=[glued]),
+        "prints": new_code_cell("print(n)", outputs=[glued, printed]),
+        "table": new_code_cell("df", outputs=[new_output("execute_result", data={"text/html": "<table/>"})]),
+        "teaches": new_code_cell("loss(x)", metadata={"tags": ["show-input"]}),
+        "removed": new_code_cell("x", metadata={"tags": ["remove-cell"]}),
+    }
+    nb = new_notebook(cells=[new_markdown_cell("# Title"), *cells.values()])
+    book.hide_plumbing(nb)
+    tags = {name: cell.metadata.get("tags", []) for name, cell in cells.items()}
+    assert tags == {"parameters": ["parameters"], "injected": ["injected-parameters"],
+                    "imports": ["remove-input"], "glue": ["remove-input"], "prints": ["hide-input"],
+                    "table": ["hide-input"], "teaches": ["show-input"], "removed": ["remove-cell"]}
+    assert "tags" not in nb.cells[0].metadata
+
+
 def test_failing_chapter_exits_1_removes_the_old_result_and_keeps_the_failed_notebook(tmp_path, capsys):
     paths = make_book(tmp_path, body="1 / (n - n)")
     paths.chapters.mkdir(parents=True)
@@ -334,14 +360,13 @@ CHAPTER_SOURCES = sorted(book.BookPaths.at(Path(__file__).parent.parent).noteboo
 @pytest.mark.parametrize("source", CHAPTER_SOURCES, ids=lambda path: path.stem)
 def test_every_figure_of_a_chapter_is_shown_with_links_to_its_files(source):
     """Authors cite a figure with its data: each published figure is on the page, which links
-    its picture (PNG, SVG), its numbers (CSV) and its provenance (JSON)."""
+    its picture (PNG, SVG), its numbers (CSV) and its provenance (JSON) with {figure-files}."""
     text = source.read_text()
     published = set(re.findall(r'publish\(\w+, "(fig-[^"]+)"', text))
     shown = set(re.findall(r"\{glue:figure\} (fig-\S+)", text))
     assert published == shown, f"{source.name}: published {sorted(published)}, shown {sorted(shown)}"
-    missing = [f"{fig}.{ext}" for fig in sorted(shown) for ext in ("png", "svg", "csv", "json")
-               if f"<figures/{fig}.{ext}>`" not in text]
-    assert not missing, f"{source.name} does not link {missing}"
+    unlinked = sorted(shown - set(re.findall(r"\{figure-files\}`(fig-[^`]+)`", text)))
+    assert not unlinked, f"{source.name} does not link the files of {unlinked}"
 
 
 @pytest.mark.parametrize("source", CHAPTER_SOURCES, ids=lambda path: path.stem)
@@ -350,3 +375,12 @@ def test_glued_markdown_is_parsed_as_myst_so_its_math_renders(source):
     shows $...$ as text (the built book did)."""
     plain = re.findall(r"\{glue:md\}`([^`:]+)`", source.read_text())
     assert not plain, f"{source.name}: write {{glue:md}}`name:myst` for {plain}"
+
+
+@pytest.mark.parametrize("value, text", [(11121.069499, "11,121"), (0.80125, "0.8013"), (1e9, "1,000,000,000"),
+                                         (2e-6, "2e-06"), (999.96, "1,000"), (-1234.5, "-1,234"), (0.8, "0.8"),
+                                         (3, "3"), ("uniform", "uniform"), (float("nan"), "nan")])
+def test_tables_print_floats_to_four_significant_digits(value, text):
+    from memlab.figures import table_text
+
+    assert table_text(value) == text
