@@ -63,7 +63,7 @@ def published_files(env) -> dict[str, dict[str, str]]:
     return env.memlab_citations
 
 
-def citations_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+def figure_files_role(name, rawtext, text, lineno, inliner, options=None, content=None):
     """``{figure-files}`<id>``` -> links to <root>/figures/<id>.<ext>, one per file of FILES."""
     env = inliner.document.settings.env
     fig_id = text.strip()
@@ -253,7 +253,8 @@ def copy_files(app, exception) -> None:
 
 
 def setup(app):
-    app.add_role("figure-files", citations_role)
+    app.add_role("figure-files", figure_files_role)
+    app.add_directive("book-citation", BookCitation)
     app.add_js_file(None, body=ABSOLUTIZE)
     app.connect("doctree-resolved", add_citations)
     app.connect("env-purge-doc", purge)

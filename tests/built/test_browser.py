@@ -48,8 +48,7 @@ COLLECT = """() => {
     images: document.images.length,
     ids: [...document.querySelectorAll("[id]")].map(el => el.id),
     links: [...document.querySelectorAll("a[href]")].map(a => a.href),
-    figure_links: [...document.querySelectorAll("a[href*='#fig-']")]
-      .filter(a => !a.classList.contains("headerlink")).map(a => a.href),
+    figure_links: [...document.querySelectorAll("a[href*='#fig-']")].map(a => a.href),
     outputs: [...document.querySelectorAll(".cell_output")].map(el => el.innerText),
     figures: [...document.querySelectorAll("figure[id^='fig-']")].map(fig => ({
       id: fig.id,
@@ -99,7 +98,7 @@ def visits(browser, served, html):
     seen = {}
     for path in sorted(html.rglob("*.html")):
         name = path.relative_to(html).as_posix()
-        if name.startswith("_static/") or name in ("genindex.html", "search.html"):
+        if name.startswith("_static/") or name in ("index.html", "genindex.html", "search.html"):  # index: a redirect
             continue
         page.goto(served + name, wait_until="load")
         if page.evaluate("() => document.querySelector('span.math, div.math') !== null"):
