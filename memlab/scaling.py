@@ -4,7 +4,10 @@
   points) on a grid of M, of the ideal and of the memorizing denoiser, with common noise.
 - `crossing`: where a weighted loss gap (pmem minus ideal) first turns <= 0: the hypothesis's M*/N.
 - `soft_crossover`: the paper's smoothed argmin, sum_M (M/N) softmax_M(-gap(M)^2 / tau).
-- `fit_weighting`: the paper's fitted weighting lambda~ on the grid times (eqs. 22-23).
+- `approximate_gaps`: the gap of the approximate losses (Theorems 3.2 minus 3.1), what the paper fits on.
+- `fit_weighting`: the paper's fitted weighting lambda~ on the grid times (eqs. 22-23), on any gaps:
+  the approximate ones (the paper's estimator) or Monte Carlo ones (the book's extension).
+- `where_weight_sits`: the peak and mean time of a weighting.
 - `same_ratio_weighting`: a very different weighting that eq. 21 cannot tell from a given one.
 - `linear_law`, `regression`: least squares with confidence intervals.
 
@@ -27,6 +30,7 @@ from memlab.gmm import Problem
 from memlab.loss import loss_per_time
 from memlab.schedule import psi, time_grid
 from memlab.streams import generator
+from memlab.theory import generalizing_excess, memorizing_excess
 
 
 CAPACITY_STEPS = 50
@@ -78,31 +82,49 @@ def crossing(m: Tensor, gap: Tensor) -> float:
     return float(m[j - 1] + (m[j] - m[j - 1]) * gap[j - 1] / (gap[j - 1] - gap[j]))
 
 
-def soft_crossover(m: Tensor, gap: Tensor, tau: float) -> Tensor:
-    """The paper's smoothed argmin of gap^2 over the capacity grid: sum_M (M/N) softmax(-gap^2 / tau)."""
+def _soft_argmin(gap: Tensor, tau: float) -> Tensor:
+    """p~ = softmax_M(-gap(M)^2 / tau): the paper's smoothed argmin over the capacity grid."""
     if not tau > 0:
         raise ValueError(f"tau={tau} must be > 0")
-    return (m * torch.softmax(-gap.pow(2) / tau, dim=-1)).sum(-1)
+    return torch.softmax(-gap.pow(2) / tau, dim=-1)
+
+
+def soft_crossover(m: Tensor, gap: Tensor, tau: float) -> Tensor:
+    """The paper's smoothed argmin of gap^2 over the capacity grid: sum_M (M/N) softmax(-gap^2 / tau)."""
+    return (m * _soft_argmin(gap, tau)).sum(-1)
+
+
+def approximate_gaps(m: Tensor, C: float, times: Tensor | None = None, var: float = 1.0) -> Tensor:
+    """[len(m), T]: the approximate excess loss of pmem_M (Theorem 3.2) minus the ideal's (Theorem 3.1),
+    over d var, at M/N = m and every grid time: C (1 - M/N) - 1/(psi_t var + 1). No N, d or K in it."""
+    times = time_grid() if times is None else times
+    return memorizing_excess(m, 1, C, var)[:, None] / var - generalizing_excess(times, 1, var)[None, :] / var
 
 
 def fit_weighting(m: Sequence[Tensor], gaps_per_time: Sequence[Tensor], targets: Tensor, tau: float = 1 / 20,
                   entropy: float = 1e-3, steps: int = 3000, lr: float = 0.05) -> Tensor:
     """The fitted weighting lambda~ [T] (normalised to mean 1) of paper eqs. 22-23.
 
-    Setting s contributes its capacity grid m[s] (M/N) and per-time gaps [len(m[s]), T]
-    (pmem minus ideal, over d var); lambda~ = T softmax(theta) minimises
-    mean_s (soft_crossover_s - target_s)^2 - entropy * H(softmax(theta)), from the uniform weighting.
+    Setting s contributes its capacity grid m[s] (M/N) and per-time gaps [len(m[s]), T] (over d var:
+    `approximate_gaps` for the paper's estimator, Monte Carlo ones for the book's variant).
+    lambda~ = T softmax(theta) minimises mean_s (soft_crossover_s - target_s)^2 + entropy * mean_s H(p~_s),
+    p~_s the smoothed argmin over M of setting s: the entropy term makes p~ sparse, as the paper's.
+    Adam from the uniform weighting (theta = 0), `steps` steps of rate `lr`.
     """
     if len(m) != len(gaps_per_time) or len(m) != len(targets) or len(m) == 0:
         raise ValueError(f"need one capacity grid, gap table and target per setting: got {len(m)}, "
                          f"{len(gaps_per_time)}, {len(targets)}")
+    if entropy < 0:
+        raise ValueError(f"entropy={entropy} must be >= 0")
     T = gaps_per_time[0].shape[-1]
     theta = torch.zeros(T, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.Adam([theta], lr=lr)
     for _ in range(steps):
         q = torch.softmax(theta, 0)
-        pred = torch.stack([soft_crossover(ms, (g * q).sum(-1), tau) for ms, g in zip(m, gaps_per_time)])
-        loss = (pred - targets).pow(2).mean() + entropy * (q * torch.log(q)).sum()
+        p = [_soft_argmin((g * q).sum(-1), tau) for g in gaps_per_time]
+        pred = torch.stack([(ms * ps).sum() for ms, ps in zip(m, p)])
+        spread = torch.stack([-(ps * torch.log(ps.clamp_min(1e-300))).sum() for ps in p]).mean()
+        loss = (pred - targets).pow(2).mean() + entropy * spread
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -119,6 +141,20 @@ def eq21_ratio(lam: Tensor, times: Tensor | None = None, var: float = 1.0) -> fl
     """E_t[lambda / (psi_t var + 1)] / E_t[lambda]: the only thing eq. 21 sees of a weighting."""
     times = time_grid() if times is None else times
     return float((normalised(lam) / (psi(times) * var + 1)).mean())
+
+
+def where_weight_sits(lam: Tensor, times: Tensor | None = None, var: float = 1.0) -> dict:
+    """Where a weighting puts its mass on the grid: the time of its largest weight, its mean time
+    E[lambda t] / E[lambda], the share of its mass on its two largest weights, and the time whose 1/(psi_t var + 1) equals its eq. 21 ratio (with
+    var = 1 that is t = sqrt(ratio), since 1/(psi_t + 1) = t^2)."""
+    times = time_grid() if times is None else times
+    lam = normalised(lam)
+    ratio = eq21_ratio(lam, times, var)
+    a = 1 / (psi(times) * var + 1)
+    top = torch.topk(lam, 2).indices
+    return {"peak t": float(times[int(lam.argmax())]), "mean t": float((lam * times).mean()),
+            "share of the top two times": float(lam[top].sum() / lam.sum()),
+            "eq. 21 ratio": ratio, "t where 1/(psi+1) = ratio": float(times[int((a - ratio).abs().argmin())])}
 
 
 def same_ratio_weighting(lam: Tensor, times: Tensor | None = None, var: float = 1.0) -> Tensor:

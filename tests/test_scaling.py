@@ -7,7 +7,7 @@ import torch
 from scipy import stats
 
 from memlab.gmm import make_problem
-from memlab.scaling import (capacity_grid, crossing, eq21_ratio, fit_weighting, hypothesis_losses, linear_law,
+from memlab.scaling import (approximate_gaps, capacity_grid, crossing, eq21_ratio, fit_weighting, hypothesis_losses, linear_law,
                             normalised, predicted, regression, same_ratio_weighting, soft_crossover)
 from memlab.schedule import psi, time_grid
 from memlab.theory import crossover
@@ -70,6 +70,48 @@ def test_fitted_weighting_recovers_the_ratio_not_the_weighting():
     assert float((normalised(lam) - normalised(truth)).abs().max()) > 1.0     # not the same weighting
     with pytest.raises(ValueError, match="one capacity grid, gap table and target per setting"):
         fit_weighting(ms, gaps[:2], targets)
+
+
+def test_approximate_gaps_are_theorem_3_2_minus_theorem_3_1():
+    m = torch.tensor([0.1, 0.5, 1.0], dtype=torch.float64)
+    gaps = approximate_gaps(m, C=2.0, times=times, var=0.5)
+    closed = 2.0 * (1 - m)[:, None] - 1 / (psi(times) * 0.5 + 1)[None, :]
+    torch.testing.assert_close(gaps, closed, rtol=1e-12, atol=1e-12)
+
+
+def _entropy_of_p(m, gap, tau):
+    p = torch.softmax(-gap.pow(2) / tau, -1)
+    return float(-(p * torch.log(p)).sum())
+
+
+def test_paper_estimator_finds_the_one_dimensional_optimum_of_its_objective():
+    """On the approximate losses the objective sees lambda only through r = E[lambda/(psi+1)]/E[lambda]
+    (gap(M) = C (1 - M/N) - r), so its optimum over lambda is the optimum over r of
+    (P(r) - y)^2 + eps H(r), found here by a grid search (independent of the fit's Adam). The fit
+    recovers a planted weighting's ratio with eps = 0, and that optimum with the paper's eps; the
+    entropy term sharpens p~ (lower H) instead of spreading lambda."""
+    C, tau, eps = 2.0, 1 / 20, 1e-3
+    ms = [torch.tensor(capacity_grid(N), dtype=torch.float64) / N for N in (30, 50, 100, 200)]
+    gaps = [approximate_gaps(m, C, times) for m in ms]
+    truth = torch.exp(-((times - 0.6) / 0.1) ** 2)
+    targets = predicted(ms, gaps, truth, tau)
+    r_true = eq21_ratio(truth)
+
+    r = torch.linspace(0.2, 0.6, 401, dtype=torch.float64)           # step 1e-3
+    gap_of = lambda m, x: C * (1 - m) - x
+    objective = [np.mean([(float(soft_crossover(m, gap_of(m, x), tau)) - float(y)) ** 2
+                          + eps * _entropy_of_p(m, gap_of(m, x), tau) for m, y in zip(ms, targets)]) for x in r]
+    r_opt = float(r[int(np.argmin(objective))])
+
+    plain = fit_weighting(ms, gaps, targets, tau, entropy=0.0)
+    assert eq21_ratio(plain) == pytest.approx(r_true, abs=1e-3)
+    sparse = fit_weighting(ms, gaps, targets, tau, entropy=eps)
+    assert eq21_ratio(sparse) == pytest.approx(r_opt, abs=2e-3)            # grid step + Adam's tolerance
+    entropies = [np.mean([_entropy_of_p(m, (g * normalised(lam) / 26).sum(-1), tau) for m, g in zip(ms, gaps)])
+                 for lam in (plain, sparse)]
+    assert entropies[1] <= entropies[0] + 1e-9
+    with pytest.raises(ValueError, match="entropy=-1 must be >= 0"):
+        fit_weighting(ms, gaps, targets, entropy=-1)
 
 
 def test_linear_law_matches_polyfit_and_its_interval_covers():
