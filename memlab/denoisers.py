@@ -131,11 +131,11 @@ def memorizing(train: Tensor) -> GMM:
     return GMM(train[None], torch.zeros(1, dtype=train.dtype))
 
 
-def partially_memorizing(train: Tensor, Ms: Sequence[int]) -> GMM:
-    """The empirical denoisers of the first M training points, one model per M in Ms.
+def partially_memorizing(train: Tensor, Ms: Sequence[int], generator: torch.Generator | None = None) -> GMM:
+    """The empirical denoisers of M training points, one model per M in Ms: the first M, or with
+    `generator` the first M of a random permutation (the paper's code draws such a subset afresh
+    at each time; the first M of i.i.d. points have the same distribution).
 
-    The training points are i.i.d., so the first M are a uniformly random subset (the
-    paper's "first M"; its code draws a random subset, which has the same distribution).
     Returns R = len(Ms) models padded to max(Ms) components, s2 = 0.
     """
     N = train.shape[0]
@@ -143,6 +143,7 @@ def partially_memorizing(train: Tensor, Ms: Sequence[int]) -> GMM:
     if not Ms or any(isinstance(M, bool) or not isinstance(M, int) or not 1 <= M <= N for M in Ms):
         raise ValueError(f"every M must be an int in [1, N={N}], got {Ms}")
     top = max(Ms)
-    means = train[:top].expand(len(Ms), top, train.shape[1])
+    points = train if generator is None else train[torch.randperm(N, generator=generator)]
+    means = points[:top].expand(len(Ms), top, train.shape[1])
     mask = torch.arange(top)[None, :] < torch.tensor(Ms)[:, None]
     return GMM(means, torch.zeros(len(Ms), dtype=train.dtype), mask)

@@ -69,6 +69,11 @@ def evaluate(gmm: GMM, problem: Problem, spec: EvalSpec, seed: int) -> list[dict
     return records
 
 
+def stored_model(arrays: dict[str, np.ndarray]) -> GMM:
+    """The GMM (R = 1, float64) of one stored model: its float32 learned means [M, d] and scale [1]."""
+    return GMM(torch.from_numpy(arrays["means"]).double()[None], torch.from_numpy(arrays["scale"]).double() ** 2)
+
+
 def evaluate_stored(arrays: dict[str, np.ndarray], problem: Problem, spec: EvalSpec, seed: int) -> dict:
     """evaluate() of one stored model: its float32 learned means [M, d] and scale [1], as trained."""
     means = torch.from_numpy(arrays["means"]).double()[None]

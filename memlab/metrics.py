@@ -105,3 +105,21 @@ def nearest_distance(points: Tensor, reference: Tensor) -> Tensor:
     """
     return torch.cdist(points, reference.to(points.dtype),
                        compute_mode="donot_use_mm_for_euclid_dist").amin(-1)
+
+
+def near_counts(means: Tensor, train: Tensor, true_means: Tensor, ratio: float = 1 / 3) -> tuple[int, int]:
+    """How many learned means [M, d] lie near a training point and how many near a true mean, by
+    the 1/3 rule of the paper's code (distances, not squared): a mean is near a training point when
+    its nearest one is closer than `ratio` times both its second-nearest training point and its
+    nearest true mean, and near a true mean likewise with the roles exchanged (one reference
+    alone, when there is one, is never a runner-up)."""
+    def two(reference):
+        dist = torch.cdist(means, reference.to(means.dtype), compute_mode="donot_use_mm_for_euclid_dist")
+        near = dist.topk(min(2, reference.shape[0]), dim=-1, largest=False).values
+        return near[:, 0], near[:, 1] if near.shape[1] > 1 else torch.full_like(near[:, 0], float("inf"))
+
+    to_train, runner_train = two(train)
+    to_true, runner_true = two(true_means)
+    near_train = (to_train < ratio * runner_train) & (to_train < ratio * to_true)
+    near_true = (to_true < ratio * runner_true) & (to_true < ratio * to_train)
+    return int(near_train.sum()), int(near_true.sum())

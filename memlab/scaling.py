@@ -1,7 +1,7 @@
 """The linear law of the memorization threshold and the paper's account of it (eqs. 20-23, SPEC 8).
 
-- `hypothesis_losses`: Monte Carlo training losses, per grid time, of pmem_M (the first M training
-  points) on a grid of M, of the ideal and of the memorizing denoiser, with common noise.
+- `hypothesis_losses`: Monte Carlo training losses, per grid time, of pmem_M (M training points,
+  a fresh random subset at each time as in the paper's code) on a grid of M, of the ideal and of the memorizing denoiser, with common noise.
 - `crossing`: where a weighted loss gap (pmem minus ideal) first turns <= 0: the hypothesis's M*/N.
 - `soft_crossover`: the paper's smoothed argmin, sum_M (M/N) softmax_M(-gap(M)^2 / tau).
 - `approximate_gaps`: the gap of the approximate losses (Theorems 3.2 minus 3.1), what the paper fits on.
@@ -48,15 +48,18 @@ def hypothesis_losses(problem: Problem, Ms: Sequence[int], n_noise: int, seed: i
     """Training losses (x0 units, mean over the N training points) at every grid time.
 
     Returns 'pmem' [len(Ms), T], 'ideal' [T], 'mem' [T]; all three see the same noise (stream
-    "reference_loss" of `seed`).
+    "reference_loss" of `seed`). pmem_M's M points are drawn afresh at each time, as the paper's
+    code does (stream ("reference_loss", 1) of `seed`), one subset per time shared by every M.
     """
     times = time_grid()
 
     def mc(model):
         return loss_per_time(model, problem.train, times, n_noise, generator(seed, "reference_loss")).mean(1)
 
-    return {"pmem": mc(partially_memorizing(problem.train, list(Ms))), "ideal": mc(ideal(problem))[0],
-            "mem": mc(memorizing(problem.train))[0]}
+    noise, subsets = generator(seed, "reference_loss"), generator(seed, "reference_loss", 1)
+    pmem = torch.cat([loss_per_time(partially_memorizing(problem.train, list(Ms), subsets), problem.train,
+                                    t[None], n_noise, noise).mean(1) for t in times], dim=-1)
+    return {"pmem": pmem, "ideal": mc(ideal(problem))[0], "mem": mc(memorizing(problem.train))[0]}
 
 
 def normalised(lam: Tensor) -> Tensor:

@@ -75,3 +75,16 @@ def test_lemma_d1_is_tight_for_two_entries():
 def test_effective_number():
     assert math.isclose(float(effective_number(torch.full((7,), 1 / 7, dtype=torch.float64))), 7.0, rel_tol=1e-12)
     assert float(effective_number(torch.tensor([1.0, 0.0, 0.0]))) == 1.0
+
+
+def test_near_counts_follow_the_one_third_rule():
+    """Training points at 0 and 10 on a line, true means at 4 and 20: a mean at 0.1 is near a
+    training point, one at 4.2 near a true mean, one at 2 (2 from the point, 2 from the mean) near
+    neither; a rule of 1/2 instead counts 1.0 (1 from 0, 3 from 4, 9 from 10) near the point."""
+    from memlab.metrics import near_counts
+    train = torch.tensor([[0.0], [10.0]], dtype=torch.float64)
+    true = torch.tensor([[4.0], [20.0]], dtype=torch.float64)
+    means = torch.tensor([[0.1], [4.2], [2.0], [1.0]], dtype=torch.float64)
+    assert near_counts(means, train, true) == (1, 1)
+    assert near_counts(means, train, true, ratio=1 / 2) == (2, 1)
+    assert near_counts(means[:1], train, true[:1]) == (1, 0)      # one true mean: no runner-up

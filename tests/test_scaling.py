@@ -171,6 +171,24 @@ def test_hypothesis_losses_pmem_of_all_points_is_the_memorizing_denoiser():
     problem = make_problem(24, 6, 2, torch.Generator().manual_seed(0))
     losses = hypothesis_losses(problem, [6, 12, 24], n_noise=3, seed=5)
     assert losses["pmem"].shape == (3, 26) and losses["ideal"].shape == (26,)
-    torch.testing.assert_close(losses["pmem"][-1], losses["mem"], rtol=1e-12, atol=0)
+    # the same points in another order (a random subset of all N): equal up to summation rounding
+    torch.testing.assert_close(losses["pmem"][-1], losses["mem"], rtol=1e-12, atol=1e-20)
     # at the smallest time pmem_M returns memorized points: its loss falls as M grows
     assert bool((losses["pmem"][:, -1].diff() < 0).all())
+
+
+def test_hypothesis_losses_draw_a_fresh_training_subset_at_each_time():
+    """As the paper's code: at each grid time pmem_1 is the denoiser of one training point drawn
+    afresh. Its loss there equals that of one of the N single-point denoisers on the same noise,
+    and over the 26 times more than one point is drawn (all equal: probability 5^-25)."""
+    from memlab.denoisers import partially_memorizing
+    from memlab.loss import loss_per_time
+    from memlab.schedule import time_grid
+    from memlab.streams import generator
+    problem = make_problem(5, 4, 2, torch.Generator().manual_seed(1))
+    pmem = hypothesis_losses(problem, [1, 3], n_noise=2, seed=7)["pmem"][0]
+    single = torch.stack([loss_per_time(partially_memorizing(problem.train[j:j + 1], [1]), problem.train,
+                                        time_grid(), 2, generator(7, "reference_loss")).mean(1)[0] for j in range(5)])
+    match = (single - pmem).abs() <= 1e-12 * single.abs()                  # [5 points, 26 times]
+    assert bool(match.any(0).all())
+    assert len({int(j) for j in match.float().argmax(0)}) > 1
